@@ -1,0 +1,68 @@
+# Two commands do all set-up on a fresh machine: `make report` and `make test` (see README.md).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Offline, downloads are read from the mirror beside the checkout when it exists.
+MIRROR := $(abspath ../shared/data)
+ifeq ($(origin GRADCAM_MIRROR), undefined)
+  ifneq ($(wildcard $(MIRROR)/SHA256SUMS),)
+    export GRADCAM_MIRROR := $(MIRROR)
+  endif
+endif
+export MPLBACKEND := Agg
+export PYTHONHASHSEED := 0
+NOTEBOOKS := $(sort $(wildcard notebooks/*.py))
+NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-current-env
+
+.PHONY: venv system-deps test test-fast test-publish notebooks report report-full bench soak clean
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+# Headless Chromium and Jekyll for the publishing tests (Debian packages; needs root or sudo).
+system-deps:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! command -v jekyll >/dev/null; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver jekyll >/dev/null; \
+	fi
+
+# Every test: unit tests, peer oracles, publishing in a real browser and a real Jekyll, and nbval
+# (strict) re-running every committed notebook.
+test: venv system-deps
+	$(BIN)/python -m pytest -q tests notebooks $(NBVAL)
+
+# Everything but the browser/Jekyll tests and nbval, for a quick loop while editing.
+test-fast: venv
+	$(BIN)/python -m pytest -q tests -m "not browser and not jekyll and not slow"
+
+test-publish: venv system-deps
+	$(BIN)/python -m pytest -q tests -m "browser or jekyll"
+
+# Re-execute every notebook in place from its .py (what a developer runs after editing a .py).
+notebooks: venv
+	$(BIN)/python -m gradcam_tutorial.notebooks execute $(NOTEBOOKS)
+
+# Execute the notebooks into build/ and render the HTML site and the Jekyll posts from them.
+report: venv
+	$(BIN)/python -m gradcam_tutorial.notebooks execute --out build/executed $(NOTEBOOKS)
+	$(BIN)/python -m gradcam_tutorial.publish --notebooks build/executed --sources notebooks --out build
+
+# The report's evaluation on all 500 mirrored sample photos, with bootstrap intervals.
+report-full: venv
+	$(BIN)/python -m gradcam_tutorial.report --photos 500 --out build/report
+
+bench: venv
+	$(BIN)/python -m gradcam_tutorial.bench --out build/bench.json
+
+soak: venv
+	$(BIN)/python -m gradcam_tutorial.soak --calls 500 --constructions 50
+
+clean:
+	rm -rf build

@@ -1,0 +1,17 @@
+"""Helpers for the Grad-CAM tutorial and report: one implementation that the notebooks import."""
+
+from .cam import CAMResult, GradCAM, normalize_maps
+from .classes import ClassNameError, imagenet_categories, resolve_class
+from .data import DownloadError, Remote, fetch
+from .explain import Explanation, explain
+from .images import ImageError, demo_grid, load_image
+from .layers import LayerError, last_conv2d, last_spatial_layer, resolve_layer
+from .models import REGISTRY, ModelSpec, WeightsUnavailableError, create_model, get_spec
+from .viz import colorize, overlay, overlay_grid, show_overlay
+
+__all__ = [
+    "CAMResult", "ClassNameError", "DownloadError", "Explanation", "GradCAM", "ImageError", "LayerError",
+    "ModelSpec", "REGISTRY", "Remote", "WeightsUnavailableError", "colorize", "create_model", "demo_grid",
+    "explain", "fetch", "get_spec", "imagenet_categories", "last_conv2d", "last_spatial_layer",
+    "load_image", "normalize_maps", "overlay", "overlay_grid", "resolve_class", "resolve_layer", "show_overlay",
+]

