@@ -11,7 +11,6 @@ ifeq ($(origin GRADCAM_MIRROR), undefined)
     export GRADCAM_MIRROR := $(MIRROR)
   endif
 endif
-export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 NOTEBOOKS := $(sort $(wildcard notebooks/*.py))
 NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-current-env

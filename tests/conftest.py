@@ -15,6 +15,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # Tests read remote files from the mirror beside the checkout unless told otherwise.
     if "GRADCAM_MIRROR" not in os.environ and (MIRROR / "SHA256SUMS").exists():
         os.environ["GRADCAM_MIRROR"] = str(MIRROR)
+    # Notebook kernels inherit this environment; with MPLBACKEND=Agg they would show no figures.
+    os.environ.pop("MPLBACKEND", None)
     torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 

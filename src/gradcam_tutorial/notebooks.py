@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import os
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ def execute(source: Path, out_dir: Path | None = None, timeout: int = 1200) -> P
     """Run ``source`` (a .py notebook) top to bottom in a new kernel; write and return the .ipynb."""
     from nbclient import NotebookClient
 
+    os.environ.pop("MPLBACKEND", None)  # a kernel told to use Agg would show no figures at all
     notebook = jupytext.read(source)
     notebook.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     client = NotebookClient(

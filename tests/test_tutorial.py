@@ -1,0 +1,102 @@
+"""The tutorial's claims, checked on real weights and real images (the arrays behind its figures)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gradcam_tutorial import classes as C
+from gradcam_tutorial import create_model, explain, last_conv2d, last_spatial_layer, load_image
+from gradcam_tutorial.data import CAT_AND_DOG, fetch, imagenet_samples
+from gradcam_tutorial.models import WeightsUnavailableError
+
+REFERENCE = Path(__file__).parent / "reference" / "tutorial_heatmaps.json"
+GRID_CLASSES = [C.EGYPTIAN_CAT, C.ESPRESSO, C.MILITARY_UNIFORM, C.MOPED, C.TABBY, C.COWBOY_HAT]
+
+
+def tile_shares(heatmap: np.ndarray, tiles) -> np.ndarray:
+    masses = np.array([heatmap[t:b, l:r].sum() for (l, t, r, b) in (tile.box for tile in tiles)])
+    return masses / masses.sum()
+
+
+def test_offline_model_top1_on_the_mirrored_samples(effnet):
+    """At least 85 % top-1 with the model's own preprocessing on the 500 mirrored sample photos."""
+    model, spec = effnet
+    samples = imagenet_samples()
+    assert len(samples) == 500
+    correct = 0
+    for start in range(0, len(samples), 50):
+        chunk = samples[start:start + 50]
+        batch = torch.cat([spec.preprocess(load_image(s.path)) for s in chunk])
+        with torch.no_grad():
+            predicted = model(batch).argmax(dim=1)
+        correct += sum(int(p) == s.class_index for p, s in zip(predicted, chunk))
+    assert correct / len(samples) >= 0.85, f"top-1 {correct / len(samples):.3f}"
+
+
+def test_post_image_dog_left_cat_right(effnet):
+    """On the original post's photo, dog classes light up the left half and cat classes the right."""
+    model, spec = effnet
+    image = load_image(fetch(CAT_AND_DOG))
+    result = explain(image, model, spec, [C.VIZSLA, C.REDBONE, C.TABBY, C.EGYPTIAN_CAT])
+    half = image.width // 2
+    left = [float(h[:, :half].sum() / h.sum()) for h in result.heatmaps]
+    assert left[0] > 0.6 and left[1] > 0.6, f"dog maps, share on the left: {left[:2]}"
+    assert left[2] < 0.4 and left[3] < 0.4, f"cat maps, share on the left: {left[2:]}"
+
+
+def test_grid_each_object_in_its_own_quadrant(effnet, grid):
+    model, spec = effnet
+    image, tiles = grid
+    result = explain(image, model, spec, [t.class_index for t in tiles])
+    for k, tile in enumerate(tiles):
+        shares = tile_shares(result.heatmaps[k], tiles)
+        assert shares.argmax() == k and shares[k] > 0.5, f"{tile.name}: {shares.round(2)}"
+
+
+def test_tutorial_heatmaps_match_stored_references(effnet, grid):
+    """The figures' arrays: layer-resolution maps of every class the tutorial shows."""
+    model, spec = effnet
+    image, _ = grid
+    result = explain(image, model, spec, GRID_CLASSES)
+    current = {str(c): m.round(4).tolist() for c, m in zip(result.class_indices, result.small_heatmaps)}
+    if os.environ.get("UPDATE_REFERENCES") == "1":
+        REFERENCE.write_text(json.dumps(current, indent=0))
+    stored = json.loads(REFERENCE.read_text())
+    assert stored.keys() == current.keys()
+    for key in stored:
+        np.testing.assert_allclose(current[key], stored[key], atol=2e-3, err_msg=f"class {key}")
+
+
+def test_resnet18_path_without_weights(grid):
+    """The original post's architecture: the scan, the default layer and a full explanation run."""
+    torch.manual_seed(0)
+    model, spec = create_model("resnet18", pretrained=False)
+    assert last_conv2d(model) == "layer4.1.conv2" == spec.last_conv_layer
+    assert last_spatial_layer(model) == "layer4" == spec.target_layer
+    image, _ = grid
+    for layer in (spec.last_conv_layer, spec.target_layer):
+        result = explain(image, model, spec, [C.VIZSLA, C.EGYPTIAN_CAT], layer=layer)
+        assert result.heatmaps.shape == (2, image.height, image.width)
+        assert np.isfinite(result.heatmaps).all() and result.heatmaps.min() >= 0 and result.heatmaps.max() <= 1
+
+
+def test_resnet18_offline_without_cached_weights_fails_clearly(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", _refuse_network)
+    with pytest.raises(WeightsUnavailableError) as error:
+        create_model("resnet18")
+    message = str(error.value)
+    assert "resnet18-f37072fd.pth" in message and "efficientnet_lite0" in message
+    assert "\n" not in message
+
+
+def _refuse_network(url, *args, **kwargs):
+    import urllib.error
+
+    raise urllib.error.URLError(f"no network for {url}")
