@@ -51,6 +51,7 @@ from gradcam_tutorial import (
 from gradcam_tutorial import classes as C
 from gradcam_tutorial.data import CAT_AND_DOG, DownloadError, fetch
 from gradcam_tutorial.layers import trace_spatial_outputs
+from gradcam_tutorial.metrics import region_shares
 from gradcam_tutorial.classes import post_categories
 from gradcam_tutorial.viz import colorize
 
@@ -97,7 +98,7 @@ print(f"image: {image.width}x{image.height} pixels, mode {image.mode}")
 for tile in tiles:
     print(f"  {tile.name:34s} class {tile.class_index:4d}  box {tile.box}")
 
-# %%
+# %% caption="The picture to explain, before any processing."
 plt.figure(figsize=(4, 4))
 plt.imshow(image)
 plt.axis("off")
@@ -291,7 +292,7 @@ print("JET colour of 1.0 (RGB):", colorize(np.array([[1.0]]))[0, 0])
 #   in the data. A perceptually uniform map such as **viridis** changes brightness steadily with the
 #   value, and a colour bar says what a colour means.
 
-# %%
+# %% caption="The predicted class's heatmap over the picture, in JET (left) and the perceptually uniform viridis (right)."
 explanation = explain(image, model, spec, [class_idx])
 fig, axes = plt.subplots(1, 2, figsize=(9, 4))
 show_overlay(axes[0], image, explanation.heatmaps[0], f"{names[class_idx]}, JET", colormap="jet")
@@ -305,7 +306,7 @@ plt.show()
 # constants keep the class indices readable (`C.ESPRESSO` is 967, `C.VIZSLA` is 211). All classes
 # below come from **one** forward pass.
 
-# %%
+# %% caption="One heatmap per class, all from a single forward pass; each map is normalised on its own."
 if tiles:
     class_list = [tile.class_index for tile in tiles] + [C.TABBY, C.COWBOY_HAT]
 else:
@@ -324,16 +325,11 @@ plt.show()
 # hold the largest share.
 
 # %%
-def quadrant_shares(heatmap: np.ndarray) -> np.ndarray:
-    """Share of the heatmap's mass in each tile box (top left, top right, bottom left, bottom right)."""
-    masses = np.array([heatmap[t:b, l:r].sum() for (l, t, r, b) in (tile.box for tile in tiles)])
-    return masses / max(masses.sum(), 1e-12)
-
-
+boxes = [tile.box for tile in tiles]  # top left, top right, bottom left, bottom right
 if tiles:
     print(f"{'class':28s}  TL     TR     BL     BR    own quadrant largest?")
     for k, (name, index) in enumerate(zip(per_class.class_names, per_class.class_indices)):
-        shares = quadrant_shares(per_class.heatmaps[k])
+        shares = region_shares(per_class.heatmaps[k], boxes)
         own = [t.class_index for t in tiles].index(index) if index in [t.class_index for t in tiles] else None
         verdict = "" if own is None else ("yes" if shares.argmax() == own else "NO")
         print(f"{name[:28]:28s} " + " ".join(f"{s:5.2f}" for s in shares) + f"   {verdict}")
@@ -349,7 +345,7 @@ if tiles:
 # convolution (`_conv_head`) is followed by batch normalisation and ReLU6; its raw output keeps
 # negative responses that the classifier never sees.
 
-# %%
+# %% caption="The same class at the original post's layer (last nn.Conv2d) and at the default layer (last spatial output)."
 layers = [spec.last_conv_layer, spec.target_layer]
 by_layer = [explain(image, model, spec, [class_idx], layer=layer) for layer in layers]
 fig, axes = plt.subplots(1, 2, figsize=(9, 4))
@@ -357,7 +353,7 @@ for ax, layer, result in zip(axes, layers, by_layer):
     show_overlay(ax, image, result.heatmaps[0], f"{names[class_idx]} at {layer}", colorbar=False)
 plt.show()
 for layer, result in zip(layers, by_layer):
-    share = quadrant_shares(result.heatmaps[0]) if tiles else np.array([])
+    share = region_shares(result.heatmaps[0], boxes) if tiles else np.array([])
     peak = np.unravel_index(result.small_heatmaps[0].argmax(), result.small_heatmaps[0].shape)
     print(f"{layer:12s} peak at cell {tuple(int(v) for v in peak)}, quadrant shares {share}")
 

@@ -12,16 +12,12 @@ import torch
 
 from gradcam_tutorial import classes as C
 from gradcam_tutorial import create_model, explain, last_conv2d, last_spatial_layer, load_image
+from gradcam_tutorial.metrics import region_shares
 from gradcam_tutorial.data import CAT_AND_DOG, fetch, imagenet_samples
 from gradcam_tutorial.models import WeightsUnavailableError
 
 REFERENCE = Path(__file__).parent / "reference" / "tutorial_heatmaps.json"
 GRID_CLASSES = [C.EGYPTIAN_CAT, C.ESPRESSO, C.MILITARY_UNIFORM, C.MOPED, C.TABBY, C.COWBOY_HAT]
-
-
-def tile_shares(heatmap: np.ndarray, tiles) -> np.ndarray:
-    masses = np.array([heatmap[t:b, l:r].sum() for (l, t, r, b) in (tile.box for tile in tiles)])
-    return masses / masses.sum()
 
 
 def test_offline_model_top1_on_the_mirrored_samples(effnet):
@@ -55,7 +51,7 @@ def test_grid_each_object_in_its_own_quadrant(effnet, grid):
     image, tiles = grid
     result = explain(image, model, spec, [t.class_index for t in tiles])
     for k, tile in enumerate(tiles):
-        shares = tile_shares(result.heatmaps[k], tiles)
+        shares = region_shares(result.heatmaps[k], [t.box for t in tiles])
         assert shares.argmax() == k and shares[k] > 0.5, f"{tile.name}: {shares.round(2)}"
 
 

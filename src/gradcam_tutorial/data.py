@@ -97,6 +97,8 @@ def fetch(remote: Remote, *, progress: bool = True) -> Path:
     try:
         import pooch
 
+        # pooch announces each download on stderr; a quiet fetch (notebooks) must print nothing
+        pooch.get_logger().setLevel("INFO" if progress else "WARNING")
         path = pooch.retrieve(
             remote.url,
             known_hash=f"sha256:{remote.sha256}",

@@ -1,0 +1,99 @@
+"""The exported posts built by a real (offline, plugin-free) Jekyll: every figure shows, no link breaks.
+
+Missing Jekyll is a failure, not a skip: `make test` installs it with `make system-deps`.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_publish import ANCHORS, COMMITTED, ROOT, write_synthetic
+
+from gradcam_tutorial import publish
+
+pytestmark = pytest.mark.jekyll
+
+CONFIG = """\
+title: Grad-CAM tutorial test blog
+markdown: kramdown
+plugins: []
+exclude: [Gemfile, Gemfile.lock]
+"""
+DEFAULT_LAYOUT = """\
+<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ page.title }}</title></head>
+<body>{{ content }}</body></html>
+"""
+POST_LAYOUT = """\
+---
+layout: default
+---
+<article><h1 class="post-title">{{ page.title }}</h1><p class="description">{{ page.description }}</p>
+<p class="tags">{{ page.tags | join: ", " }}</p>{{ content }}</article>
+"""
+
+
+def jekyll_site(blog: Path, site: Path) -> Path:
+    """A minimal Jekyll source as the post's docs say: posts in _posts/, figure folders at the root."""
+    jekyll = shutil.which("jekyll")
+    if jekyll is None:
+        pytest.fail("the jekyll command is missing: install it with `make system-deps` (Debian package jekyll)")
+    (site / "_layouts").mkdir(parents=True)
+    (site / "_posts").mkdir()
+    (site / "_config.yml").write_text(CONFIG)
+    (site / "_layouts" / "default.html").write_text(DEFAULT_LAYOUT)
+    (site / "_layouts" / "post.html").write_text(POST_LAYOUT)
+    for post in blog.glob("*.md"):
+        shutil.copy(post, site / "_posts" / post.name)
+    for files in blog.glob("*_files"):
+        shutil.copytree(files, site / files.name)
+    result = subprocess.run([jekyll, "build", "--safe", "--source", str(site), "--destination", str(site / "_site")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return site / "_site"
+
+
+def _check_posts(blog: Path, built: Path) -> None:
+    assert publish.check_links(built) == []  # every src/href (and #fragment) resolves inside _site
+    for post in blog.glob("*.md"):
+        slug = post.stem[len("YYYY-MM-DD-"):]
+        page = (built / f"{slug}.html").read_text()
+        for png in (blog / f"{slug}_files").glob("*.png"):
+            assert re.search(rf'<img src="{slug}_files/{png.name}"', page), f"{png.name} is not shown in {slug}.html"
+        assert "<pre" in page and "<img" in page
+
+
+def test_synthetic_post_builds_with_every_figure(tmp_path: Path) -> None:
+    executed, sources = write_synthetic(tmp_path / "in")
+    publish.publish(executed, sources, tmp_path / "build")
+    blog = tmp_path / "build" / "blog"
+    built = jekyll_site(blog, tmp_path / "jekyll")
+    _check_posts(blog, built)
+    page = (built / "synthetic.html").read_text()
+    assert len(re.findall(r"<img ", page)) == 2
+    assert '<h1 class="post-title">Synthetic notebook</h1>' in page
+    text = html.unescape(re.sub(r"<[^>]+>", "", page))
+    assert "f'{{literal}} {size}'" in text and "hello 42" in text  # Liquid left the f-string alone
+    for anchor in ANCHORS:  # the HTML page's TOC anchors are the ids Jekyll gives the same headings
+        assert f'id="{anchor}"' in page
+
+
+def test_check_links_sees_a_figure_jekyll_lost(tmp_path: Path) -> None:
+    executed, sources = write_synthetic(tmp_path / "in")
+    publish.publish(executed, sources, tmp_path / "build")
+    blog = tmp_path / "build" / "blog"
+    shutil.rmtree(blog / "synthetic_files")  # as if the figure folder had not been copied to the site
+    built = jekyll_site(blog, tmp_path / "jekyll")
+    assert [p for p in publish.check_links(built) if "synthetic_files/" in p and "no such file" in p]
+
+
+@pytest.mark.skipif(not COMMITTED, reason="no committed notebooks/*.ipynb yet")
+def test_committed_posts_build_with_every_figure(tmp_path: Path) -> None:
+    publish.publish(ROOT / "notebooks", ROOT / "notebooks", tmp_path / "build")
+    blog = tmp_path / "build" / "blog"
+    _check_posts(blog, jekyll_site(blog, tmp_path / "jekyll"))

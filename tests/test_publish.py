@@ -1,0 +1,191 @@
+"""The publisher: HTML site and Jekyll posts from executed notebooks, and the offline link checker.
+
+A small synthetic notebook exercises every feature; the committed notebooks, when present, are
+rendered too so that real content (long outputs, many figures) is checked the same way.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+import os
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from gradcam_tutorial import publish
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMITTED = sorted((ROOT / "notebooks").glob("*.ipynb"))
+EXECUTED = "2024-03-05"
+# What Jekyll's GFM markdown calls the synthetic notebook's sections (the TOC must agree).
+ANCHORS = ["first-section", "results-2nd-section", "details", "first-section-1", "3-a-numbered-section"]
+
+
+def _png() -> str:
+    """A real matplotlib figure as base64 PNG, as the kernel would have stored it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(2, 1.5), dpi=50)
+    ax.plot([0, 1, 2], [0, 1, 4])
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def write_synthetic(folder: Path) -> tuple[Path, Path]:
+    """An executed notebook and its .py source in ``folder/executed`` and ``folder/sources``."""
+    png = _png()
+    cells = [
+        new_markdown_cell("# Synthetic notebook\n\nA tiny executed notebook that exercises the publisher, "
+                          "with a formula $\\alpha_k^c = \\frac{1}{Z}\\sum_i y^c$ inline.\n\n"
+                          "Jump to [the results](#results-2nd-section)."),
+        new_code_cell("import os  # SETUP-MARKER", execution_count=1, metadata={"tags": ["setup"]},
+                      outputs=[new_output("stream", name="stdout", text="SETUP-OUTPUT\n")]),
+        new_code_cell("size = 3", execution_count=2, metadata={"tags": ["parameters"]}),
+        new_markdown_cell("## First section\n\nSome *prose* and `code`.\n\n"
+                          "$$\nL = \\mathrm{ReLU}\\Big(\\sum_k w_k A_k\\Big)\n$$"),
+        new_code_cell("print('hello', 6 * 7)\nplot()", execution_count=3, metadata={"caption": "A rising curve"},
+                      outputs=[new_output("stream", name="stdout", text="hello 42\n"),
+                               new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"})]),
+        new_markdown_cell("## Results: 2nd *section*\n\n### Details\n\nBack to [the first section](#first-section)."),
+        new_code_cell("f'{{literal}} {size}'", execution_count=4,
+                      outputs=[new_output("execute_result", data={"text/plain": "'{literal} 3'"}, execution_count=4)]),
+        new_code_cell("plot_again()", execution_count=5,
+                      outputs=[new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"})]),
+        new_markdown_cell("## First section\n\nThe same heading twice gets a numbered id.\n\n"
+                          "## 3. A numbered section\n\nLinked from [here](#3-a-numbered-section)."),
+    ]
+    node = new_notebook(cells=cells, metadata={"gradcam_tutorial": {"executed": EXECUTED},
+                                               "language_info": {"name": "python", "version": "3.11.9"}})
+    executed, sources = folder / "executed", folder / "sources"
+    executed.mkdir(parents=True)
+    sources.mkdir(parents=True)
+    nbformat.write(node, executed / "synthetic.ipynb")
+    (sources / "synthetic.py").write_text("# %% [markdown]\n# # Synthetic notebook\n", encoding="utf-8")
+    return executed, sources
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("publish")
+    executed, sources = write_synthetic(out / "in")
+    publish.publish(executed, sources, out / "build")
+    return out / "build"
+
+
+def test_index_lists_each_notebook_with_title_summary_and_links(built: Path) -> None:
+    index = (built / "site" / "index.html").read_text()
+    assert "<title>Grad-CAM in PyTorch</title>" in index
+    assert 'href="synthetic.html"' in index and "Synthetic notebook" in index
+    assert "A tiny executed notebook that exercises the publisher" in index
+    assert 'href="synthetic.ipynb"' in index and 'href="synthetic.py"' in index
+
+
+def test_page_has_a_toc_of_the_headings_with_unique_anchors(built: Path) -> None:
+    page = (built / "site" / "synthetic.html").read_text()
+    toc = re.search(r'<nav class="toc".*?</nav>', page, re.S).group(0)
+    assert re.findall(r'href="#([^"]+)"', toc) == ANCHORS
+    for anchor in ANCHORS:
+        assert f'id="{anchor}"' in page
+
+
+def test_page_hides_setup_cells_and_labels_parameters(built: Path) -> None:
+    page = (built / "site" / "synthetic.html").read_text()
+    assert "SETUP-MARKER" not in page and "SETUP-OUTPUT" not in page
+    assert '<div class="label">Parameters</div>' in page
+
+
+def test_page_is_self_contained_with_highlighted_code_figures_and_footer(built: Path) -> None:
+    page = (built / "site" / "synthetic.html").read_text()
+    assert len(re.findall(r'<figure><img src="data:image/png;base64,', page)) == 2
+    assert "<figcaption>Figure 1: A rising curve</figcaption>" in page and "<figcaption>Figure 2</figcaption>" in page
+    assert 'class="highlight"' in page and '<span class="nb">print</span>' in page  # Pygments tokens
+    assert "hello 42" in page and "&#x27;{literal} 3&#x27;" in page
+    # formulas drawn offline by mathtext, inline and displayed (\\Big is rewritten into what it parses)
+    assert page.count('<img class="math" src="data:image/svg+xml;base64,') == 2
+    assert '<span class="math-block"><img class="math"' in page
+    footer = re.search(r'<footer class="site">.*?</footer>', page, re.S).group(0)
+    assert f"Executed on {EXECUTED}" in footer and "Python 3.11.9" in footer
+    assert re.search(r"torch \d", footer) and re.search(r"torchvision \d", footer)
+    # nothing on the page may come from the web: no http(s) src, stylesheet or script
+    assert not re.search(r'(src|href)="(https?:)?//', page) and "<script" not in page
+
+
+def test_downloads_sit_beside_the_pages(built: Path) -> None:
+    site = built / "site"
+    assert nbformat.read(site / "synthetic.ipynb", as_version=4).metadata["gradcam_tutorial"]["executed"] == EXECUTED
+    assert (site / "synthetic.py").read_text().startswith("# %% [markdown]")
+
+
+def test_post_has_front_matter_fenced_code_and_relative_figures(built: Path) -> None:
+    post = built / "blog" / f"{EXECUTED}-synthetic.md"
+    text = post.read_text()
+    _, header, body = text.split("---\n", 2)
+    fields = yaml.safe_load(header)
+    assert fields["layout"] == "post" and fields["title"] == "Synthetic notebook"
+    assert fields["date"] == dt.date.fromisoformat(EXECUTED)
+    assert fields["description"].startswith("A tiny executed notebook") and fields["tags"]
+    assert fields["permalink"] == "/synthetic.html" and fields["render_with_liquid"] is False
+    assert "```python\nprint('hello', 6 * 7)\nplot()\n```" in body
+    assert "```\nhello 42\n```" in body
+    assert "SETUP-MARKER" not in body and "## Results: 2nd *section*" in body
+    links = re.findall(r"!\[[^\]]*\]\((synthetic_files/[^)]+\.png)\)", body)
+    assert len(links) == 2
+    for link in links:
+        assert (built / "blog" / link).read_bytes().startswith(b"\x89PNG")
+
+
+def test_executed_date_falls_back_to_the_file_mtime(tmp_path: Path) -> None:
+    path = tmp_path / "plain.ipynb"
+    nbformat.write(new_notebook(cells=[new_markdown_cell("# Plain")]), path)
+    os.utime(path, (0, dt.datetime(2023, 7, 1, 12).timestamp()))
+    assert publish.executed_date(nbformat.read(path, as_version=4), path) == dt.date(2023, 7, 1)
+
+
+def test_check_links_passes_the_build_and_catches_breakage(built: Path, tmp_path: Path) -> None:
+    assert publish.check_links(built / "site") == []
+    assert publish.check_links(built / "blog") == []
+    (tmp_path / "a.html").write_text('<h2 id="here">x</h2><a href="#here">ok</a><a href="#gone">bad</a>'
+                                     '<img src="missing.png"><a href="sub/">dir</a>'
+                                     '<a href="https://example.org/">web</a>')
+    (tmp_path / "p.md").write_text("# Title\n\n![fig](p_files/x.png) [t](#title)\n\n```\n[not](a-link.png)\n```\n")
+    assert publish.check_links(tmp_path) == [
+        "a.html: #gone (no element with id 'gone')",
+        "a.html: missing.png (no such file)",
+        "a.html: sub/ (no such file)",
+        "p.md: p_files/x.png (no such file)",
+    ]
+
+
+def test_main_renders_and_reports_no_problems(tmp_path: Path, capsys) -> None:
+    executed, sources = write_synthetic(tmp_path / "in")
+    out = tmp_path / "b"
+    code = publish.main(["--notebooks", str(executed), "--sources", str(sources), "--out", str(out), "--no-browser"])
+    assert code == 0, capsys.readouterr().out
+    assert (out / "site" / "synthetic.html").exists() and (out / "blog" / f"{EXECUTED}-synthetic.md").exists()
+
+
+@pytest.mark.skipif(not COMMITTED, reason="no committed notebooks/*.ipynb yet")
+def test_committed_notebooks_render_with_working_links(tmp_path: Path) -> None:
+    loaded = publish.publish(ROOT / "notebooks", ROOT / "notebooks", tmp_path)
+    assert [nb.slug for nb in loaded] == [publish.slugify(p.stem) for p in sorted(COMMITTED, key=publish._order)]
+    assert publish.check_links(tmp_path / "site") == [] and publish.check_links(tmp_path / "blog") == []
+    for nb in loaded:
+        page = (tmp_path / "site" / f"{nb.slug}.html").read_text()
+        assert nb.summary and f"Executed on {nb.executed.isoformat()}" in page
+        shown = len(publish.figures(nb.node))
+        assert page.count("<figure><img src=\"data:image/") == shown
+        assert len(list((tmp_path / "blog" / f"{nb.slug}_files").glob("*"))) == shown
+        hidden = [c for c in nb.node.cells if "setup" in c.metadata.get("tags", ())]
+        for cell in hidden:
+            assert publish._highlight(cell.source) not in page
