@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import numbers
+import re
 from functools import cache
 
 from .data import IMAGENET_CLASSES_JSON, fetch
@@ -45,7 +47,7 @@ def imagenet_categories() -> tuple[str, ...]:
 
 def post_categories() -> tuple[str, ...]:
     """The original post's class-name list (downloaded by URL + sha256, or read from the mirror)."""
-    return tuple(json.loads(fetch(IMAGENET_CLASSES_JSON).read_text()))
+    return tuple(json.loads(fetch(IMAGENET_CLASSES_JSON, progress=False).read_text()))
 
 
 def resolve_class(value: int | str, categories: tuple[str, ...] | None = None) -> int:
@@ -55,10 +57,14 @@ def resolve_class(value: int | str, categories: tuple[str, ...] | None = None) -
     several matches are listed, and a name matching nothing gets the closest names suggested.
     """
     names = categories if categories is not None else imagenet_categories()
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, str)):
         raise ClassNameError(f"class must be an index or a name, not {value!r}")
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value.strip())
+    if isinstance(value, numbers.Integral):
+        value = int(value)  # numpy and torch integers are indices too
+    elif re.fullmatch(r"\s*[+-]?\d+\s*", value):
+        value = int(value)
+    elif re.fullmatch(r"\s*[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?\s*", value):
+        raise ClassNameError(f"class index {value.strip()!r} is not a whole number")
     if isinstance(value, int):
         if not 0 <= value < len(names):
             raise ClassNameError(f"class index {value} is out of range 0..{len(names) - 1}")

@@ -48,23 +48,32 @@ def load_image(path: str | Path) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
-            n_frames = getattr(image, "n_frames", 1)
-            if image.width * image.height > MAX_PIXELS:
-                # draft() lets JPEG decode at a reduced scale; others are decoded then shrunk
-                scale = (MAX_PIXELS / (image.width * image.height)) ** 0.5
-                image.draft("RGB", (int(image.width * scale), int(image.height * scale)))
-            image.load()
+            # the context manager closes the file even when decoding fails half-way
+            with Image.open(path) as opened:
+                n_frames = getattr(opened, "n_frames", 1)
+                if opened.width * opened.height > MAX_PIXELS:
+                    # draft() lets JPEG decode at a reduced scale; others are decoded then shrunk
+                    scale = (MAX_PIXELS / (opened.width * opened.height)) ** 0.5
+                    opened.draft("RGB", (int(opened.width * scale), int(opened.height * scale)))
+                opened.load()
+                image = to_rgb(ImageOps.exif_transpose(opened))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageError(f"{path}: refused, too many pixels for a safe decode ({error})") from None
+        raise ImageError(
+            f"{path}: refused, too many pixels for a safe decode ({error}); "
+            f"downscale it below {MAX_PIXELS:,} pixels first"
+        ) from None
     except UnidentifiedImageError:
-        head = path.read_bytes()[:512]
+        with open(path, "rb") as handle:
+            head = handle.read(512)
         raise ImageError(f"{path}: cannot be read as an image: {_describe_non_image(path, head)}") from None
-    except (OSError, SyntaxError, ValueError) as error:
+    except PermissionError:
+        raise ImageError(f"{path}: cannot be opened: permission denied") from None
+    except MemoryError:
+        raise ImageError(f"{path}: too large to decode in the memory available") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageError(f"{path}: the image data is damaged or truncated ({error})") from None
     if n_frames > 1:
         warnings.warn(f"{path}: has {n_frames} frames; using the first one", stacklevel=2)
-    image = to_rgb(ImageOps.exif_transpose(image))
     if image.width * image.height > MAX_PIXELS:
         original = image.size
         scale = (MAX_PIXELS / (image.width * image.height)) ** 0.5
@@ -81,16 +90,36 @@ def to_rgb(image: Image.Image) -> Image.Image:
     """
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") else max(float(values.max()), 1.0)
-        grey = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        grey = np.clip(values / _white_level(image.mode, values) * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(grey, "L").convert("RGB")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode in ("RGB", "L") and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+def _white_level(mode: str, values: np.ndarray) -> float:
+    """The value shown as white: the format's full scale where one is known, else the brightest pixel.
+
+    16-bit data is 0..65535; float data in [0, 1] is a normalised picture; 32-bit integers whose values
+    fit 8 or 16 bits are taken at that depth, so a flat image keeps its grey level instead of turning
+    white. Anything else (negative values, other ranges) is stretched to its own maximum.
+    """
+    if mode.startswith("I;16"):
+        return 65535.0
+    low = float(values.min()) if values.size else 0.0
+    high = float(values.max()) if values.size else 0.0
+    if mode == "F" and low >= 0.0 and high <= 1.0:
+        return 1.0
+    if mode == "I" and low >= 0.0:
+        if high <= 255.0:
+            return 255.0
+        if high <= 65535.0:
+            return 65535.0
+    return max(high, 1e-12)
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ def last_conv2d(model: nn.Module) -> str:
 def trace_spatial_outputs(model: nn.Module, input_size: int = 224) -> list[tuple[str, tuple[int, ...]]]:
     """Run one forward pass on zeros and list ``(name, output shape)`` in the order modules finish.
 
-    The model's train/eval flag is restored afterwards and every hook removed, also on error.
+    Every module's train/eval flag is restored afterwards and every hook removed, also on error.
     """
     seen: list[tuple[str, tuple[int, ...]]] = []
     handles = []
@@ -63,14 +63,16 @@ def trace_spatial_outputs(model: nn.Module, input_size: int = 224) -> list[tuple
                     else None
                 )
             )
-    was_training = model.training
+    # each module's own flag, not just the root's: a model may keep e.g. frozen batch norms in eval
+    modes = [(module, module.training) for module in model.modules()]
     try:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
         model.eval()
         with torch.no_grad():
             model(torch.zeros(1, 3, input_size, input_size, device=device))
     finally:
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
         for handle in handles:
             handle.remove()
     return seen

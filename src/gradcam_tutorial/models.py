@@ -75,9 +75,21 @@ class ModelSpec:
             [transforms.Resize(size, antialias=True), transforms.ToTensor(), transforms.Normalize(self.mean, self.std)]
         )
 
+    def pixel_box(self, size: tuple[int, int]) -> tuple[int, int, int, int]:
+        """:meth:`visible_box` rounded to whole pixels as Pillow crops it, but never empty.
+
+        On a photo one pixel high the visible square is under a pixel wide and would round to
+        nothing (an empty crop that Resize turns into a blank input); at least one pixel is kept,
+        rounded the same way :func:`~gradcam_tutorial.viz.heatmap_on_photo` places the map back.
+        """
+        width, height = size
+        left, top, right, bottom = self.visible_box(size)
+        x0, y0 = int(round(left)), int(round(top))
+        return x0, y0, min(max(x0 + 1, int(round(right))), width), min(max(y0 + 1, int(round(bottom))), height)
+
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """A batch of one ``(1, 3, input_size, input_size)`` tensor for an RGB photo."""
-        return self.transform(image.crop(self.visible_box(image.size))).unsqueeze(0)
+        return self.transform(image.crop(self.pixel_box(image.size))).unsqueeze(0)
 
 
 def _efficientnet_lite0(pretrained: bool) -> nn.Module:
@@ -103,6 +115,12 @@ def _resnet18(pretrained: bool) -> nn.Module:
     try:
         return resnet18(weights=weights).eval()
     except Exception as error:  # URLError, HTTP errors, hash mismatch: one clear message instead
+        if cached.is_file():
+            raise WeightsUnavailableError(
+                f"ResNet-18 weights in {cached} could not be loaded ({type(error).__name__}: "
+                f"{' '.join(str(error).split())[:200]}); the file is damaged or not a checkpoint: "
+                f"delete it to download it again from {url}"
+            ) from None
         raise WeightsUnavailableError(
             f"ResNet-18 ImageNet weights are not on this machine ({cached}) and could not be downloaded "
             f"from {url} ({type(error).__name__}). On a connected machine run once: "

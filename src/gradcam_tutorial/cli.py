@@ -1,0 +1,270 @@
+"""The ``gradcam`` command: explain images from the shell, with errors a user can act on.
+
+Every mistake a user can make (a missing file, an unknown class, a layer without a spatial map, no
+weights offline) ends with one line ``gradcam: error: <message>`` on stderr and exit status 2, never
+a traceback. In a batch, an image that cannot be read is reported and skipped so the good ones are
+still explained; the exit status is then 2 as well, so a script notices (see :func:`main`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import warnings
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .classes import ClassNameError, resolve_class
+from .data import DownloadError
+from .explain import Explanation, explain
+from .images import ImageError, load_image
+from .layers import LayerError, resolve_layer
+from .models import REGISTRY, UnknownModelError, WeightsUnavailableError, create_model, get_spec
+
+PROG = "gradcam"
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"})
+HEATMAP_DECIMALS = 4
+# The package's errors are all things the user can fix; anything else is a bug and keeps its traceback.
+USER_ERRORS = (ImageError, ClassNameError, LayerError, DownloadError, WeightsUnavailableError, UnknownModelError)
+
+
+class UsageError(Exception):
+    """A command-line mistake found after parsing (no images found, CUDA missing, bad --out)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line like every other error (no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        _error_line(f"{message} (see {PROG} --help)")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Explain what an ImageNet classifier looks at: Grad-CAM overlays and JSON per image.",
+        epilog="Exit status: 0 when every image was explained, 2 on any error (unreadable images in a "
+        "batch are reported and skipped; the rest are still written).",
+    )
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files and/or folders of images")
+    parser.add_argument("--model", default="efficientnet_lite0", help=f"one of {', '.join(REGISTRY)} (default: %(default)s)")
+    parser.add_argument(
+        "--class", dest="classes", action="append", metavar="CLASS",
+        help="ImageNet class index or name to explain; repeat for several (default: the top-1 prediction)",
+    )
+    parser.add_argument("--layer", help="dotted module name of the target layer (default: the model's own)")
+    parser.add_argument("--top-k", type=_positive_int, default=5, help="predictions listed in the JSON (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("gradcam-output"), help="output folder (default: %(default)s)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs (default: %(default)s)")
+    parser.add_argument("--colormap", choices=("jet", "viridis"), default="jet", help="overlay colours (default: %(default)s)")
+    parser.add_argument("--alpha", type=_unit_float, default=0.4, help="heatmap opacity in the overlay (default: %(default)s)")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _unit_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
+def _error_line(message: str) -> None:
+    """Print one ``gradcam: error:`` line; a multi-line message is folded so it stays one line."""
+    print(f"{PROG}: error: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def _warning_line(message: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(f"{PROG}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to explain and the name stem its outputs get."""
+
+    path: Path
+    stem: str
+
+
+def collect_images(paths: Sequence[Path]) -> tuple[list[Path], int]:
+    """Images named directly or found (non-recursively) in folders, and how many other files were ignored.
+
+    A file named on the command line is always tried, whatever its extension, so its error is shown;
+    in a folder only files with an image extension are taken.
+    """
+    images: list[Path] = []
+    ignored = 0
+    for path in paths:
+        if path.is_dir():
+            for child in sorted(path.iterdir()):
+                if child.name.startswith("."):
+                    continue
+                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES:
+                    images.append(child)
+                else:
+                    ignored += 1
+        else:
+            images.append(path)  # missing files too: load_image reports them in the usual words
+    return images, ignored
+
+
+def plan_outputs(images: Sequence[Path]) -> list[Job]:
+    """Give every image a unique output stem: its file stem, plus its extension or a counter on a clash."""
+    stems = Counter(path.stem for path in images)
+    jobs: list[Job] = []
+    used: set[str] = set()
+    for path in images:
+        stem = _slug(path.stem) if stems[path.stem] == 1 else _slug(f"{path.stem}_{path.suffix.lstrip('.')}")
+        candidate, n = stem, 1
+        while candidate in used:
+            n += 1
+            candidate = f"{stem}_{n}"
+        used.add(candidate)
+        jobs.append(Job(path, candidate))
+    return jobs
+
+
+def _slug(text: str) -> str:
+    """A file-name-safe version of ``text`` (class names hold spaces, commas and apostrophes)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-").lower() or "image"
+
+
+def overlay_name(stem: str, index: int, name: str) -> str:
+    return f"{stem}__{index:03d}_{_slug(name)}.png"
+
+
+def explanation_record(job: Job, explanation: Explanation, model: str, overlays: Sequence[str], notes: Sequence[str]) -> dict:
+    """The JSON written beside the overlays: predictions, layer, and each class's small heatmap."""
+    return {
+        "image": str(job.path),
+        "size": list(explanation.image.size),
+        "model": model,
+        "layer": explanation.layer,
+        "visible_box": [round(v, 2) for v in explanation.box],
+        "top_k": [{"index": i, "name": n, "probability": round(p, 6)} for i, n, p in explanation.top_k],
+        "classes": [
+            {
+                "index": index,
+                "name": name,
+                "probability": round(probability, 6),
+                "overlay": overlay,
+                "heatmap": np.round(small.astype(np.float64), HEATMAP_DECIMALS).tolist(),
+            }
+            for index, name, probability, small, overlay in zip(
+                explanation.class_indices, explanation.class_names, explanation.probabilities,
+                explanation.small_heatmaps, overlays,
+            )
+        ],
+        "warnings": list(notes),
+    }
+
+
+def _check_device(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: CUDA is not available here (no GPU, or a CPU-only PyTorch build); use --device cpu")
+
+
+def _progress(jobs: list[Job]) -> Iterator[Job]:
+    from tqdm import tqdm
+
+    yield from tqdm(jobs, desc=PROG, unit="image", file=sys.stderr, disable=len(jobs) < 2, leave=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Explain every image; raise a user error for anything that stops the whole run."""
+    from .viz import overlay
+
+    spec = get_spec(args.model)
+    classes = [resolve_class(c, spec.categories) for c in args.classes] if args.classes else None
+    _check_device(args.device)
+    images, ignored = collect_images(args.paths)
+    if not images:
+        raise UsageError(f"no image files found in {', '.join(map(str, args.paths))} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    if ignored:
+        _warning_line(f"ignored {ignored} folder entr{'y' if ignored == 1 else 'ies'} without an image extension")
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} exists and is not a folder")
+    model, spec = create_model(args.model)
+    model = model.to(args.device)
+    layer, _ = resolve_layer(model, args.layer if args.layer else spec.target_layer)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"cannot create output folder {args.out}: {error.strerror or error}") from None
+
+    failed = 0
+    jobs = plan_outputs(images)
+    for job in _progress(jobs):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                image = load_image(job.path)
+            except ImageError as error:
+                if len(jobs) == 1:
+                    raise
+                failed += 1
+                _warning_line(f"skipped {error}")
+                continue
+        notes = [str(w.message) for w in caught if not issubclass(w.category, ResourceWarning)]
+        for note in notes:
+            _warning_line(note)
+        explanation = explain(image, model, spec, classes, layer, args.top_k)
+        names = [overlay_name(job.stem, i, n) for i, n in zip(explanation.class_indices, explanation.class_names)]
+        try:
+            for heatmap, name in zip(explanation.heatmaps, names):
+                Image.fromarray(overlay(image, heatmap, alpha=args.alpha, colormap=args.colormap)).save(args.out / name)
+            record = explanation_record(job, explanation, args.model, names, notes)
+            (args.out / f"{job.stem}.json").write_text(json.dumps(record, indent=1) + "\n")
+        except OSError as error:
+            raise UsageError(f"cannot write to {args.out}: {error.strerror or error}") from None
+    done = len(jobs) - failed
+    print(f"{PROG}: explained {done} of {len(jobs)} image{'s' if len(jobs) != 1 else ''} into {args.out}", file=sys.stderr)
+    if failed:
+        _error_line(f"{failed} of {len(jobs)} images could not be read (see the warnings above); the others were written")
+        return 2
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gradcam`` console script and ``python -m gradcam_tutorial``."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error already printed as one line
+        return int(done.code or 0)
+    try:
+        return run(args)
+    except (*USER_ERRORS, UsageError) as error:
+        _error_line(str(error))
+        return 2
+    except KeyboardInterrupt:
+        _error_line("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
