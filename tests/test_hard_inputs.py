@@ -380,7 +380,6 @@ def test_20b_exception_raised_inside_the_forward_pass(restore_effnet, grid):
     assert _state(model) == before
 
 
-@pytest.mark.xfail(strict=True, reason="cam.py restores only the root's train flag (model.train(was_training))")
 def test_20c_mixed_modes_are_restored_per_module(restore_effnet, grid):
     model, spec = restore_effnet
     model.train()

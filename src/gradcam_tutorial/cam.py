@@ -15,6 +15,7 @@ gradients. Hooks live only for the duration of a call, so none can leak or stack
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,8 +25,16 @@ from torch import nn
 
 from .classes import ClassNameError
 from .layers import LayerError, resolve_layer
+from .state import restored_modes
 
 Targets = None | int | Sequence[int] | Sequence[Sequence[int]] | torch.Tensor
+
+# How often each explained layer ran in its latest explained forward pass. A module the network calls
+# more than once (EfficientNet's shared ``_swish``: stem and head) is explained at its last call, and
+# knowing that, the earlier calls run without autograd; otherwise autograd would record nearly the
+# whole network from the first call on, doubling the cost. Only a hint: if the layer runs fewer times
+# than remembered, the call starts over hooking every call.
+_CALLS_SEEN: weakref.WeakKeyDictionary[nn.Module, int] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -88,11 +97,23 @@ class GradCAM:
         if self._closed:
             raise RuntimeError("this GradCAM was closed; create a new one")
         x = self._check_input(input_batch)
-        was_training = self.model.training
+        skip = _CALLS_SEEN.get(self.layer, 1) - 1
+        result = self._run(x, targets, skip)
+        if result is None:  # the layer ran fewer times than last time: hook every call instead
+            result = self._run(x, targets, 0)
+        return result
+
+    def _run(self, x: torch.Tensor, targets: Targets, skip: int) -> CAMResult | None:
+        """One forward pass hooking the layer's calls after the first ``skip``; ``None`` if none came."""
         grad_was_enabled = torch.is_grad_enabled()
         captured: list[torch.Tensor] = []
+        calls = 0
 
-        def hook(_module: nn.Module, _inputs: object, output: object) -> torch.Tensor:
+        def hook(_module: nn.Module, _inputs: object, output: object) -> torch.Tensor | None:
+            nonlocal calls
+            calls += 1
+            if calls <= skip:
+                return None  # an earlier call of a shared module: the head does not read it
             if not isinstance(output, torch.Tensor):
                 raise LayerError(f"layer {self.layer_name!r} returns {type(output).__name__}, not a tensor")
             activation = output.detach().requires_grad_(True)
@@ -102,12 +123,15 @@ class GradCAM:
 
         handle = self.layer.register_forward_hook(hook)
         try:
-            with torch.inference_mode(False):
+            with torch.inference_mode(False), restored_modes(self.model):
                 self.model.eval()  # explain inference behaviour: no dropout, running BN statistics
                 torch.set_grad_enabled(False)
                 logits = self.model(x.clone() if x.is_inference() else x)
                 if not captured:
+                    if calls:
+                        return None
                     raise LayerError(f"layer {self.layer_name!r} did not run during the forward pass")
+                _CALLS_SEEN[self.layer] = calls
                 activation = captured[-1]  # a module called several times: its last call feeds the head
                 if activation.dim() != 4 or activation.shape[-1] * activation.shape[-2] <= 1:
                     raise LayerError(
@@ -130,7 +154,6 @@ class GradCAM:
         finally:
             handle.remove()
             torch.set_grad_enabled(grad_was_enabled)
-            self.model.train(was_training)
         return CAMResult(maps.detach(), classes, probabilities, logits.detach())
 
     def compute_heatmap(

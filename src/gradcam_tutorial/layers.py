@@ -14,6 +14,8 @@ import difflib
 import torch
 from torch import nn
 
+from .state import restored_modes
+
 
 class LayerError(ValueError):
     """A target layer that does not exist in the model or has no spatial output."""
@@ -63,16 +65,12 @@ def trace_spatial_outputs(model: nn.Module, input_size: int = 224) -> list[tuple
                     else None
                 )
             )
-    # each module's own flag, not just the root's: a model may keep e.g. frozen batch norms in eval
-    modes = [(module, module.training) for module in model.modules()]
     try:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        model.eval()
-        with torch.no_grad():
+        with restored_modes(model), torch.no_grad():
+            model.eval()
             model(torch.zeros(1, 3, input_size, input_size, device=device))
     finally:
-        for module, training in modes:
-            module.training = training
         for handle in handles:
             handle.remove()
     return seen

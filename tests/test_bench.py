@@ -1,0 +1,64 @@
+"""The benchmark runs end to end and writes what the report reads; timings themselves are not judged."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torchvision
+
+from gradcam_tutorial import GradCAM, bench
+
+
+@pytest.fixture(scope="module")
+def results():
+    # One round on 64-pixel inputs, one thread: a smoke test of the machinery (about 35 passes).
+    return bench.run_benchmark(("efficientnet_lite0",), repeats=1, warmup=0, threads=1, input_size=64)
+
+
+def test_results_have_every_timing_ratio_and_goal(results):
+    assert list(results) == ["efficientnet_lite0"]
+    entry = results["efficientnet_lite0"]
+    assert set(bench.TIMING_KEYS) <= set(entry)
+    assert all(isinstance(entry[key], float) and entry[key] > 0 for key in bench.TIMING_KEYS)
+    assert set(entry["ratios"]) == set(bench.GOALS) == set(entry["goals"])
+    assert all(value > 0 for value in entry["ratios"].values())
+    assert entry["ratios"]["naive_9/ours_9"] == pytest.approx(entry["naive_9_ms"] / entry["ours_9_ms"])
+    assert all(isinstance(met, bool) for met in entry["goals"].values())
+
+
+def test_table_names_every_method_and_goal(results):
+    table = bench.format_table(results)
+    for key in bench.TIMING_KEYS:
+        assert f" {key.removesuffix('_ms')} " in table
+    assert table.count("goal ") == len(bench.GOALS)
+
+
+def test_naive_version_computes_grad_cam():
+    """The naive baseline is only a fair comparison if it computes the same maps as ours."""
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with GradCAM(model, "layer3") as cam:
+        ours = cam.compute(x, 285).maps[:, 0]
+    naive = bench.naive_gradcam(model, model.layer3, x, 285)
+    assert ours.abs().max() > 0
+    torch.testing.assert_close(naive, ours, rtol=1e-4, atol=1e-5 * float(ours.abs().max()))
+    assert model.fc.weight.grad is not None, "the naive way fills parameter gradients, as the post's did"
+
+
+def test_command_line_writes_json(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def fake_run(models, repeats, warmup, threads):
+        calls.append((tuple(models), repeats, warmup, threads))
+        return {"resnet18": {**{key: 1.0 for key in bench.TIMING_KEYS}, "ratios": {}, "goals": {}}}
+
+    monkeypatch.setattr(bench, "run_benchmark", fake_run)
+    monkeypatch.setattr(bench, "format_table", lambda results: "TABLE")
+    out = tmp_path / "sub" / "bench.json"
+    assert bench.main(["--out", str(out), "--repeats", "3", "--models", "resnet18"]) == 0
+    assert calls == [(("resnet18",), 3, 2, 2)]
+    assert json.loads(out.read_text())["resnet18"]["forward_ms"] == 1.0
+    assert "TABLE" in capsys.readouterr().out
