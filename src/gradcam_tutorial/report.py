@@ -266,38 +266,32 @@ def plot_sanity(sanity: Sanity, ax_spearman, ax_ssim) -> None:
 
 
 def write_figures(faith: Faithfulness, sanity: Sanity, summary: dict, out: Path) -> list[Path]:
-    """PNG figures of aggregate numbers only: curves, AUC bars with intervals, sanity curve."""
-    import matplotlib
+    """Aggregate figures only (curves and bars of numbers, never a photo), as PNG files in ``out``.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    ``matplotlib.figure.Figure`` draws without pyplot, so no global backend is switched and a
+    notebook that imports this module keeps its inline figures.
+    """
+    from matplotlib.figure import Figure
+
+    def bars(ax_insertion, ax_deletion) -> None:
+        for ax, key in ((ax_insertion, "insertion_auc"), (ax_deletion, "deletion_auc")):
+            names = list(summary[key])
+            means = np.array([summary[key][m]["mean"] for m in names])
+            bounds = np.array([summary[key][m]["ci95"] for m in names])
+            ax.bar(names, means, yerr=np.abs(bounds.T - means), capsize=4, color="tab:blue")
+            ax.set_title(f"{key.replace('_', ' ')} (95 % bootstrap CI)")
 
     paths = []
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    plot_curves(faith, *axes)
-    fig.tight_layout()
-    paths.append(out / "curves.png")
-    fig.savefig(paths[-1], dpi=100)
-    plt.close(fig)
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    for ax, key in zip(axes, ("insertion_auc", "deletion_auc")):
-        names = list(summary[key])
-        means = [summary[key][m]["mean"] for m in names]
-        errors = np.array([[summary[key][m]["mean"] - summary[key][m]["ci95"][0], summary[key][m]["ci95"][1] - summary[key][m]["mean"]] for m in names]).T
-        ax.bar(names, means, yerr=errors, capsize=4, color="tab:blue")
-        ax.set_title(f"{key.replace('_', ' ')} (95 % bootstrap CI)")
-    fig.tight_layout()
-    paths.append(out / "auc.png")
-    fig.savefig(paths[-1], dpi=100)
-    plt.close(fig)
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    plot_sanity(sanity, *axes)
-    fig.tight_layout()
-    paths.append(out / "sanity.png")
-    fig.savefig(paths[-1], dpi=100)
-    plt.close(fig)
+    for name, draw, size in (
+        ("curves.png", lambda axes: plot_curves(faith, *axes), (11, 4)),
+        ("auc.png", lambda axes: bars(*axes), (10, 3.5)),
+        ("sanity.png", lambda axes: plot_sanity(sanity, *axes), (11, 4)),
+    ):
+        fig = Figure(figsize=size)
+        draw(fig.subplots(1, 2))
+        fig.tight_layout()
+        paths.append(out / name)
+        fig.savefig(paths[-1], dpi=100)
     return paths
 
 
