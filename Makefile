@@ -35,7 +35,7 @@ system-deps:
 # Every test: unit tests, peer oracles, publishing in a real browser and a real Jekyll, and nbval
 # (strict) re-running every committed notebook.
 test: venv system-deps
-	$(BIN)/python -m pytest -q tests notebooks $(NBVAL)
+	$(BIN)/python -m pytest -q --durations=20 tests notebooks $(NBVAL)
 
 # Everything but the browser/Jekyll tests and nbval, for a quick loop while editing.
 test-fast: venv
