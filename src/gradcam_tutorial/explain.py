@@ -51,7 +51,8 @@ def explain(
         result = cam.compute(x, None if targets is None else [targets])
     small = result.normalized()[0].cpu().numpy().astype(np.float32)
     box = spec.visible_box(image.size)
-    full = np.stack([heatmap_on_photo(m, image.size, box) for m in small])
+    pixels = spec.pixel_box(image.size)  # the crop the input was made from
+    full = np.stack([heatmap_on_photo(m, image.size, pixels) for m in small])
     probabilities = torch.softmax(result.logits[0], dim=0)
     top = torch.topk(probabilities, k=min(top_k, probabilities.numel()))
     indices = result.class_indices[0].tolist()

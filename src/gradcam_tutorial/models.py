@@ -79,8 +79,8 @@ class ModelSpec:
         """:meth:`visible_box` rounded to whole pixels as Pillow crops it, but never empty.
 
         On a photo one pixel high the visible square is under a pixel wide and would round to
-        nothing (an empty crop that Resize turns into a blank input); at least one pixel is kept,
-        rounded the same way :func:`~gradcam_tutorial.viz.heatmap_on_photo` places the map back.
+        nothing (an empty crop that Resize turns into a blank input); at least one pixel is kept.
+        :func:`~gradcam_tutorial.viz.heatmap_on_photo` places the map back into this same box.
         """
         width, height = size
         left, top, right, bottom = self.visible_box(size)

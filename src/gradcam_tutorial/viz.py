@@ -22,17 +22,16 @@ def resize_heatmap(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(np.asarray(heatmap, dtype=np.float32), size, interpolation=cv2.INTER_LINEAR)
 
 
-def heatmap_on_photo(heatmap: np.ndarray, photo_size: tuple[int, int], box: Sequence[float]) -> np.ndarray:
-    """Place a map computed on the crop ``box`` of a photo into the photo's own pixel grid.
+def heatmap_on_photo(heatmap: np.ndarray, photo_size: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
+    """Place a map computed on the crop ``box`` (whole pixels) of a photo into the photo's pixel grid.
 
-    Outside the box the network saw nothing, so the map is 0 there rather than stretched over it.
+    Pass the same box the network's input was cropped with (:meth:`ModelSpec.pixel_box`), so the map
+    lands exactly where its pixels came from. Outside the box the network saw nothing, so the map is 0
+    there rather than stretched over it.
     """
     width, height = photo_size
-    left, top, right, bottom = box
+    x0, y0, x1, y1 = box
     full = np.zeros((height, width), dtype=np.float32)
-    x0, y0 = int(round(left)), int(round(top))
-    x1, y1 = max(x0 + 1, int(round(right))), max(y0 + 1, int(round(bottom)))
-    x1, y1 = min(x1, width), min(y1, height)
     full[y0:y1, x0:x1] = resize_heatmap(heatmap, (x1 - x0, y1 - y0))
     return np.clip(full, 0.0, 1.0)
 
