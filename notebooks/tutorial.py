@@ -27,6 +27,7 @@
 # It runs offline, on a CPU, in well under a minute.
 
 # %% tags=["setup"]
+import os
 import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notebook hint, not ours
@@ -56,6 +57,7 @@ from gradcam_tutorial.classes import post_categories
 from gradcam_tutorial.viz import colorize
 
 torch.manual_seed(0)
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))  # the committed outputs are tested with 2 and 1
 np.set_printoptions(precision=2, suppress=True)
 
 # %% [markdown]
@@ -326,10 +328,11 @@ plt.show()
 
 # %%
 boxes = [tile.box for tile in tiles]  # top left, top right, bottom left, bottom right
+grid_shares = [region_shares(h, boxes) for h in per_class.heatmaps] if tiles else []
 if tiles:
     print(f"{'class':28s}  TL     TR     BL     BR    own quadrant largest?")
     for k, (name, index) in enumerate(zip(per_class.class_names, per_class.class_indices)):
-        shares = region_shares(per_class.heatmaps[k], boxes)
+        shares = grid_shares[k]
         own = [t.class_index for t in tiles].index(index) if index in [t.class_index for t in tiles] else None
         verdict = "" if own is None else ("yes" if shares.argmax() == own else "NO")
         print(f"{name[:28]:28s} " + " ".join(f"{s:5.2f}" for s in shares) + f"   {verdict}")
@@ -352,9 +355,12 @@ fig, axes = plt.subplots(1, 2, figsize=(9, 4))
 for ax, layer, result in zip(axes, layers, by_layer):
     show_overlay(ax, image, result.heatmaps[0], f"{names[class_idx]} at {layer}", colorbar=False)
 plt.show()
+layer_shares, layer_peaks = [], []
 for layer, result in zip(layers, by_layer):
     share = region_shares(result.heatmaps[0], boxes) if tiles else np.array([])
     peak = np.unravel_index(result.small_heatmaps[0].argmax(), result.small_heatmaps[0].shape)
+    layer_shares.append(share)
+    layer_peaks.append(peak)
     print(f"{layer:12s} peak at cell {tuple(int(v) for v in peak)}, quadrant shares {share}")
 
 # %% [markdown]
@@ -369,3 +375,30 @@ for layer, result in zip(layers, by_layer):
 #   and watches the score fall, randomises the weights to check the map depends on what was learned,
 #   and compares our maps with pytorch-grad-cam, captum and torchcam.
 # * Outside the network's crop it shows nothing, and says so by staying at zero.
+
+# %% [markdown]
+# ## Checking the numbers above
+#
+# This notebook is also a regression test: `make test` re-runs it with nbval, which compares every
+# printed output with the committed one. Floats from a convolution differ in their last bits from
+# one CPU to another, so each number printed above is also compared here with a stored reference,
+# `tests/reference/tutorial.json`, that gives every value the tolerance it is allowed (ten times the
+# spread measured across CPU kernels and thread counts). The printed digits are chosen so that no
+# value within its tolerance prints differently; the check fails loudly if a number moves further.
+
+# %%
+from gradcam_tutorial.reference import check
+
+numbers = {
+    "top5_indices": indices,
+    "top5_probabilities": values,
+    "heatmap": heatmap,
+    "per_class_indices": per_class.class_indices,
+    "per_class_probabilities": per_class.probabilities,
+    "per_class_small_heatmaps": per_class.small_heatmaps,
+    "grid_shares": grid_shares,
+    "layer_shares": layer_shares,
+    "layer_peaks": layer_peaks,
+}
+printed = {"top5_probabilities": 4, "heatmap": 2, "grid_shares": 2, "layer_shares": 2}  # decimals, as printed
+print(check("tutorial", numbers, "../tests/reference/tutorial.json", {"MODEL": MODEL, "IMAGE": IMAGE}, printed, nonnegative=printed))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +9,13 @@ import pytest
 import torch
 
 from gradcam_tutorial import classes as C
+from gradcam_tutorial import reference
 from gradcam_tutorial import create_model, explain, last_conv2d, last_spatial_layer, load_image
 from gradcam_tutorial.metrics import region_shares
 from gradcam_tutorial.data import CAT_AND_DOG, fetch, imagenet_samples
 from gradcam_tutorial.models import WeightsUnavailableError
 
-REFERENCE = Path(__file__).parent / "reference" / "tutorial_heatmaps.json"
+REFERENCE = Path(__file__).parent / "reference" / "tutorial.json"
 GRID_CLASSES = [C.EGYPTIAN_CAT, C.ESPRESSO, C.MILITARY_UNIFORM, C.MOPED, C.TABBY, C.COWBOY_HAT]
 
 
@@ -56,17 +55,25 @@ def test_grid_each_object_in_its_own_quadrant(effnet, grid):
 
 
 def test_tutorial_heatmaps_match_stored_references(effnet, grid):
-    """The figures' arrays: layer-resolution maps of every class the tutorial shows."""
+    """The figures' arrays: layer-resolution maps of every class the tutorial shows.
+
+    Recomputed here outside the notebook and compared with the tutorial's reference numbers, each
+    within the tolerance stored beside it (derived from the spread measured across CPU variants).
+    """
     model, spec = effnet
     image, _ = grid
     result = explain(image, model, spec, GRID_CLASSES)
-    current = {str(c): m.round(4).tolist() for c, m in zip(result.class_indices, result.small_heatmaps)}
-    if os.environ.get("UPDATE_REFERENCES") == "1":
-        REFERENCE.write_text(json.dumps(current, indent=0))
-    stored = json.loads(REFERENCE.read_text())
-    assert stored.keys() == current.keys()
-    for key in stored:
-        np.testing.assert_allclose(current[key], stored[key], atol=2e-3, err_msg=f"class {key}")
+    stored = reference.load(REFERENCE)
+    assert stored["parameters"] == {"MODEL": "efficientnet_lite0", "IMAGE": "grid"}
+    names = ("per_class_indices", "per_class_probabilities", "per_class_small_heatmaps")
+    subset = {**stored, "values": {k: stored["values"][k] for k in names}}
+    current = {
+        "per_class_indices": result.class_indices,
+        "per_class_probabilities": result.probabilities,
+        "per_class_small_heatmaps": result.small_heatmaps,
+    }
+    assert reference.mismatches(current, subset) == []
+    assert result.class_indices == GRID_CLASSES
 
 
 def test_resnet18_path_without_weights(grid):

@@ -198,43 +198,56 @@ def sanity_check(
 
 
 def interval(values: np.ndarray, seed: int = 0) -> dict[str, object]:
-    """Mean and percentile-bootstrap 95 % interval, rounded for a JSON reader."""
+    """Mean and percentile-bootstrap 95 % interval."""
     low, high = metrics.bootstrap_ci(values, seed=seed)
-    return {"mean": round(float(np.mean(values)), 4), "ci95": [round(low, 4), round(high, 4)]}
+    return {"mean": float(np.mean(values)), "ci95": [low, high]}
+
+
+def rounded(value: object, digits: int = 4) -> object:
+    """``value`` with every float rounded to ``digits`` decimals (for a JSON reader)."""
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v, digits) for v in value]
+    if isinstance(value, float):
+        return round(value, digits)
+    return value
 
 
 def summarise(
     faith: Faithfulness, pointing: dict[str, list[metrics.PointingResult]], sanity: Sanity, seed: int = 0
 ) -> dict[str, object]:
-    """The numbers of ``metrics.json`` (see the module docstring of :mod:`.metrics` for definitions)."""
+    """The numbers of ``metrics.json``, unrounded (see :mod:`.metrics` for the definitions).
+
+    Unrounded so that a reader of the numbers rounds once: rounding to 4 decimals and then printing
+    3 can turn a last-bit difference between two CPUs into a different third decimal.
+    """
     insertion, deletion = faith.auc("insertion"), faith.auc("deletion")
     out: dict[str, object] = {
         "n_photos": int(len(faith.class_indices)),
         "steps": int(len(faith.fractions) - 1),
         "insertion_auc": {m: interval(insertion[m], seed) for m in faith.methods},
         "deletion_auc": {m: interval(deletion[m], seed) for m in faith.methods},
-        "insertion_diff_ci95": [round(v, 4) for v in metrics.paired_bootstrap_ci(insertion["gradcam"], insertion["random"], seed=seed)],
-        "deletion_diff_ci95": [round(v, 4) for v in metrics.paired_bootstrap_ci(deletion["gradcam"], deletion["random"], seed=seed)],
+        "insertion_diff_ci95": list(metrics.paired_bootstrap_ci(insertion["gradcam"], insertion["random"], seed=seed)),
+        "deletion_diff_ci95": list(metrics.paired_bootstrap_ci(deletion["gradcam"], deletion["random"], seed=seed)),
         "pointing_game": {layer: int(sum(r.hit for r in results)) for layer, results in pointing.items()},
-        "pointing_shares": {
-            layer: [round(float(r.shares[k]), 4) for k, r in enumerate(results)] for layer, results in pointing.items()
-        },
+        "pointing_shares": {layer: [float(r.shares[k]) for k, r in enumerate(results)] for layer, results in pointing.items()},
         "sanity_n_photos": int(sanity.spearman["gradcam"].shape[0]),
-        "sanity_mean_abs_spearman": round(float(np.abs(sanity.spearman["gradcam"][:, -1]).mean()), 4),
-        "sanity_mean_abs_spearman_gradient": round(float(np.abs(sanity.spearman["gradient"][:, -1]).mean()), 4),
-        "sanity_mean_ssim": round(float(sanity.ssim["gradcam"][:, -1].mean()), 4),
+        "sanity_mean_abs_spearman": float(np.abs(sanity.spearman["gradcam"][:, -1]).mean()),
+        "sanity_mean_abs_spearman_gradient": float(np.abs(sanity.spearman["gradient"][:, -1]).mean()),
+        "sanity_mean_ssim": float(sanity.ssim["gradcam"][:, -1].mean()),
         "avg_drop": {},
         "increase_in_confidence": {},
         "mean_curves": {
-            "fractions": [round(float(f), 4) for f in faith.fractions],
-            "deletion": {m: [round(float(v), 4) for v in faith.deletion[:, i].mean(0)] for i, m in enumerate(faith.methods)},
-            "insertion": {m: [round(float(v), 4) for v in faith.insertion[:, i].mean(0)] for i, m in enumerate(faith.methods)},
+            "fractions": [float(f) for f in faith.fractions],
+            "deletion": {m: [float(v) for v in faith.deletion[:, i].mean(0)] for i, m in enumerate(faith.methods)},
+            "insertion": {m: [float(v) for v in faith.insertion[:, i].mean(0)] for i, m in enumerate(faith.methods)},
         },
     }
     for index, method in enumerate(faith.methods):
-        out["avg_drop"][method] = round(metrics.average_drop(faith.full_probability, faith.explained_probability[:, index]), 4)
-        out["increase_in_confidence"][method] = round(
-            metrics.increase_in_confidence(faith.full_probability, faith.explained_probability[:, index]), 4
+        out["avg_drop"][method] = metrics.average_drop(faith.full_probability, faith.explained_probability[:, index])
+        out["increase_in_confidence"][method] = metrics.increase_in_confidence(
+            faith.full_probability, faith.explained_probability[:, index]
         )
     return out
 
@@ -319,7 +332,7 @@ def run(
             log(f"faithfulness: {done}/{total} photos, {time.perf_counter() - started:.0f} s")
 
     faith = evaluate_faithfulness(model, spec, select_samples(n_photos), steps=steps, seed=seed, progress=progress)
-    summary = summarise(faith, pointing, sanity, seed)
+    summary = rounded(summarise(faith, pointing, sanity, seed))
     summary["model"] = model_name
     summary["seed"] = seed
     summary["seconds"] = round(time.perf_counter() - started, 1)
