@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -128,6 +129,12 @@ class Sample:
         return fetch(self.remote, progress=False)
 
 
+def _manifest(name: str) -> list[dict[str, str]]:
+    """The rows of a tab-separated manifest shipped beside this module."""
+    text = resources.files(__package__).joinpath(name).read_text()
+    return list(csv.DictReader(text.splitlines(), delimiter="\t"))
+
+
 @cache
 def imagenet_samples() -> tuple[Sample, ...]:
     """The 500 ImageNet sample photos (one per even class index), in class order.
@@ -136,12 +143,125 @@ def imagenet_samples() -> tuple[Sample, ...]:
     the mirror holds every even index, so the i-th file in sorted order is class 2*i (the manifest
     beside this module records that index and each file's hash).
     """
-    text = resources.files(__package__).joinpath("imagenet_samples.tsv").read_text()
-    rows = csv.DictReader(text.splitlines(), delimiter="\t")
     return tuple(
         Sample(
             Remote(f"imagenet-samples/{row['file']}", f"{_SAMPLES_URL}/{row['file']}", row["sha256"]),
             int(row["class_index"]),
         )
-        for row in rows
+        for row in _manifest("imagenet_samples.tsv")
     )
+
+
+# --- ImageNet validation photos ------------------------------------------------------------------
+
+_VAL_PHOTOS_URL = (
+    f"{_RAW}/VeriSilicon/acuity-dataset/aded2e9f22cd8fe0745aa57356c68cb95457aad9/ILSVRC2012_VAL_SET/data"
+)
+_VAL_METADATA_URL = f"{_RAW}/clovaai/wsolevaluation/96f4b88679af41f005824661f47e6fe3628af2aa/metadata/ILSVRC/test"
+VAL_CLASS_LABELS = Remote(
+    "imagenet-val/class_labels.txt",
+    f"{_VAL_METADATA_URL}/class_labels.txt",
+    "a226044e3e00900291053ecb8e68640385a196c5521c793d242df9e084e898b6",
+)
+VAL_IMAGE_SIZES = Remote(
+    "imagenet-val/image_sizes.txt",
+    f"{_VAL_METADATA_URL}/image_sizes.txt",
+    "dde3957c4bf3bdab41ec759386c6ebaa8bed2c1790891ec3465e3a235ed63f3e",
+)
+VAL_LOCALIZATION = Remote(
+    "imagenet-val/localization.txt",
+    f"{_VAL_METADATA_URL}/localization.txt",
+    "c4a9929837b61e9c2a03524f5b963945782ddc9930c4f8ea764cc10004c5ee62",
+)
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class ValPhoto:
+    """One ImageNet validation photo of the mirror, with its official label and object boxes.
+
+    The stored file was stretched to 227x227 from ``original_size`` (width, height); ``boxes`` are
+    in original pixels as (xmin, ymin, xmax, ymax) with exclusive right/bottom edges, so a box's
+    width is simply ``xmax - xmin``. :meth:`boxes_at` maps them onto any resized copy of the photo.
+    """
+
+    remote: Remote
+    class_index: int
+    original_size: tuple[int, int]
+    boxes: tuple[Box, ...]
+
+    @property
+    def path(self) -> Path:
+        """Fetched on use, so listing the photos never touches 1000 files (or downloads them)."""
+        return fetch(self.remote, progress=False)
+
+    def boxes_at(self, size: tuple[int, int]) -> tuple[Box, ...]:
+        """The boxes on a copy of the whole photo resized to ``size`` (e.g. the stored 227x227)."""
+        sx, sy = size[0] / self.original_size[0], size[1] / self.original_size[1]
+        return tuple((x0 * sx, y0 * sy, x1 * sx, y1 * sy) for x0, y0, x1, y1 in self.boxes)
+
+
+def _exclusive_box(text: str) -> Box:
+    """``"xmin,ymin,xmax,ymax"`` as in localization.txt (0-based, inclusive: the pixel at xmax is
+    inside the box) to a box whose right and bottom edges are exclusive."""
+    x0, y0, x1, y1 = (int(value) for value in text.split(","))
+    return (float(x0), float(y0), float(x1 + 1), float(y1 + 1))
+
+
+@cache
+def imagenet_val() -> tuple[ValPhoto, ...]:
+    """The 1000 mirrored ImageNet validation photos, in file-name order.
+
+    Labels, original sizes and boxes come from the manifest beside this module, a copy of the
+    photos' lines of the three metadata files (:func:`imagenet_val_metadata` re-derives them from
+    the fetched files, and a test checks they agree), so listing the photos reads no 50 000-line
+    file; a photo's file is fetched only when its ``path`` is used.
+    """
+    return tuple(
+        ValPhoto(
+            Remote(f"imagenet-val/images/{row['file']}", f"{_VAL_PHOTOS_URL}/{row['file']}", row["sha256"]),
+            int(row["class_index"]),
+            (int(row["width"]), int(row["height"])),
+            tuple(_exclusive_box(box) for box in row["boxes"].split(";")),
+        )
+        for row in _manifest("imagenet_val.tsv")
+    )
+
+
+@dataclass(frozen=True)
+class ValMetadata:
+    """What the official metadata files say about one validation photo (boxes as in the file)."""
+
+    class_index: int
+    size: tuple[int, int]
+    boxes: tuple[tuple[int, int, int, int], ...]  # xmin, ymin, xmax, ymax; 0-based, inclusive
+
+
+def _metadata_lines(remote: Remote, wanted: frozenset[str]) -> Iterator[tuple[str, list[int]]]:
+    """(file name, numbers) of each line of a fetched metadata file that is about a wanted photo."""
+    with open(fetch(remote, progress=False), encoding="utf-8") as handle:
+        for line in handle:
+            name, *values = line.strip().split(",")
+            name = name.rsplit("/", 1)[-1]  # "val/ILSVRC2012_val_00000001.JPEG"
+            if name in wanted:
+                yield name, [int(value) for value in values]
+
+
+def imagenet_val_metadata(files: frozenset[str] | None = None) -> dict[str, ValMetadata]:
+    """Parse the fetched metadata files for the photos named in ``files`` (default: the mirrored 1000).
+
+    Each file has a line per validation photo (per box in localization.txt) of all 50 000; only the
+    wanted photos are kept (0.13 s). The manifest was written from this and the mirror's SHA256SUMS,
+    and a test checks that they still agree.
+    """
+    wanted = files if files is not None else frozenset(p.remote.name.rsplit("/", 1)[-1] for p in imagenet_val())
+    labels = {name: values[0] for name, values in _metadata_lines(VAL_CLASS_LABELS, wanted)}
+    sizes = {name: (values[0], values[1]) for name, values in _metadata_lines(VAL_IMAGE_SIZES, wanted)}
+    boxes: dict[str, list[tuple[int, int, int, int]]] = {}
+    for name, values in _metadata_lines(VAL_LOCALIZATION, wanted):
+        boxes.setdefault(name, []).append((values[0], values[1], values[2], values[3]))
+    missing = sorted((wanted - labels.keys()) | (wanted - sizes.keys()))
+    if missing:
+        raise ValueError(f"not validation photos (no label or size): {', '.join(missing[:5])}")
+    return {name: ValMetadata(labels[name], sizes[name], tuple(boxes.get(name, ()))) for name in sorted(wanted)}

@@ -166,3 +166,20 @@ def demo_grid(tile: int = 256) -> tuple[Image.Image, list[Tile]]:
         grid.paste(_square(pixels).resize((tile, tile), Image.BICUBIC), (left, top))
         tiles.append(Tile(name, index, (left, top, left + tile, top + tile)))
     return grid, tiles
+
+
+def restore_aspect(image: Image.Image, original_size: tuple[int, int], pixels: int | None = None) -> Image.Image:
+    """Undo a stretch to another aspect ratio: resize to ``original_size``'s shape, keeping ``pixels``.
+
+    The mirrored validation photos were squashed from (width, height) to 227x227, so a 500x375 dog
+    looks a third narrower than it is; a model's Resize + CenterCrop expects the real shape. The
+    result has the original aspect ratio and about ``pixels`` pixels (default: as many as the input
+    has, so no detail is invented by upsampling); pass ``original_size[0] * original_size[1]`` to
+    get the original size itself.
+    """
+    width, height = original_size
+    if width < 1 or height < 1:
+        raise ValueError(f"original size must be positive, not {original_size}")
+    scale = ((pixels if pixels is not None else image.width * image.height) / (width * height)) ** 0.5
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return image if size == image.size else image.resize(size, Image.BICUBIC)
