@@ -16,7 +16,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/*.py))
 EXECUTED := $(NOTEBOOKS:.py=.ipynb)
 NB := $(BIN)/python -m gradcam_tutorial.notebooks
 
-.PHONY: venv system-deps test test-fast test-publish nbval notebooks notebooks-diff references report report-full bench soak clean
+.PHONY: venv system-deps test test-fast test-publish nbval notebooks notebooks-diff references lab report report-full bench soak clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -66,6 +66,22 @@ notebooks-diff: venv
 # and re-execute the notebooks (after a deliberate change of the numbers; takes about 5 minutes).
 references: venv
 	$(NB) spread --write $(NOTEBOOKS)
+
+# JupyterLab on notebooks/ with Jupytext: tutorial.py and report.py open as notebooks (saving one
+# writes its paired .ipynb too). notebooks/lab-overrides.json makes "Jupytext Notebook" the default
+# viewer of Python files; JupyterLab reads it as labconfig/default_setting_overrides.json from a folder
+# put first on JUPYTER_CONFIG_PATH, so neither ~/.jupyter nor the venv is changed. Ctrl-C stops it.
+# More options for JupyterLab go in LAB_ARGS, e.g. `make lab LAB_ARGS="--port=8890"`.
+LAB_CONFIG := build/lab-config
+LAB_ARGS ?=
+lab: venv
+	mkdir -p $(LAB_CONFIG)/labconfig
+	cp notebooks/lab-overrides.json $(LAB_CONFIG)/labconfig/default_setting_overrides.json
+	@echo "GRADCAM_MIRROR=$${GRADCAM_MIRROR:-(unset: downloads go to the web)}"
+	@echo "JupyterLab prints its URL (with the token) below; it opens notebooks/tutorial.py as a notebook."
+	JUPYTER_CONFIG_PATH=$(abspath $(LAB_CONFIG))$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH} \
+	  $(BIN)/python -m jupyterlab --no-browser --ServerApp.root_dir=notebooks \
+	  --LabApp.default_url=/lab/tree/tutorial.py $$( [ "$$(id -u)" != 0 ] || echo --allow-root ) $(LAB_ARGS)
 
 # Execute the notebooks into build/ and render the HTML site and the Jekyll posts from them.
 report: venv
