@@ -20,7 +20,11 @@ GRID_CLASSES = [C.EGYPTIAN_CAT, C.ESPRESSO, C.MILITARY_UNIFORM, C.MOPED, C.TABBY
 
 
 def test_offline_model_top1_on_the_mirrored_samples(effnet):
-    """At least 85 % top-1 with the model's own preprocessing on the 500 mirrored sample photos."""
+    """At least 85 % top-1 with the model's own preprocessing on the 500 mirrored sample photos.
+
+    These are ImageNet *training* photos, so this shows the weights and preprocessing are wired up
+    right, not how the model does on unseen photos (tests/test_validation_photos.py measures that).
+    """
     model, spec = effnet
     samples = imagenet_samples()
     assert len(samples) == 500
@@ -103,3 +107,61 @@ def _refuse_network(url, *args, **kwargs):
     import urllib.error
 
     raise urllib.error.URLError(f"no network for {url}")
+
+
+SOURCE = Path(__file__).resolve().parents[1] / "notebooks" / "tutorial.py"
+
+
+def _code_outputs(path: Path) -> list[str]:
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    texts = []
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        assert not [o for o in cell.outputs if o.output_type == "error"], f"a cell raised: {cell.source[:80]}"
+        texts.append("".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream"))
+    return texts
+
+
+def _table(texts: list[str], header: str) -> list[list[str]]:
+    """The rows of the printed table whose first line starts with ``header``."""
+    (text,) = [t for t in texts if t.startswith(header)]
+    return [line.split() for line in text.split("\n\n")[0].strip().splitlines()[1:]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("image", ["cat_and_dog", "own photo"])
+def test_tutorial_adapts_to_other_images(image, tmp_path):
+    """With the post's photo or a user's own image, every table is filled and the prose-cells adapt."""
+    from PIL import Image
+    from skimage import data as skdata
+
+    from gradcam_tutorial import notebooks
+
+    value = image
+    if image == "own photo":
+        value = str(tmp_path / "astronaut.png")
+        Image.fromarray(skdata.astronaut()).save(value)
+    texts = _code_outputs(notebooks.execute(SOURCE, tmp_path / "out", parameters={"IMAGE": value}))
+    everything = "\n".join(texts)
+    regions = ["left", "right"] if image == "cat_and_dog" else ["top left", "top right", "bottom left", "bottom right"]
+    shares = _table(texts, "class                    probability")
+    assert len(shares) == 6, "one row per explained class"
+    for row in shares:
+        values = [float(v) for v in row[-len(regions) - (1 if row[-1] in ("yes", "NO") else 0):][: len(regions)]]
+        assert len(values) == len(regions) and abs(sum(values) - 1) <= 0.03, row
+    layer_rows = _table(texts, "class                    layer")
+    assert len(layer_rows) == 12
+    assert "quadrant shares []" not in everything and "tile" not in everything
+    assert "not checked" in texts[-1], "the reference numbers belong to the grid"
+    if image == "cat_and_dog":
+        assert "left (dog)" in everything and "right (cat)" in everything
+        verdicts = [row[-1] for row in shares]
+        assert verdicts.count("yes") == 5, f"dog classes on the left, cat classes on the right: {shares}"
+        assert "is in the picture and gets only" in everything
+    else:
+        assert "no known classes for this image" in everything
+        assert "the least likely class here" in everything
+        assert all(row[-1] not in ("yes", "NO") for row in shares)

@@ -81,14 +81,33 @@ def _environment(changes: Mapping[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def inject_parameters(notebook: nbformat.NotebookNode, parameters: Mapping[str, object]) -> None:
+    """Add a cell that overrides ``parameters`` right after the cell tagged ``parameters``.
+
+    The same convention as papermill: the notebook's defaults stay visible, the override follows
+    them in a cell tagged ``injected-parameters``.
+    """
+    tagged = [i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", [])]
+    if len(tagged) != 1:
+        raise ValueError(f"expected exactly one cell tagged 'parameters', found {len(tagged)}")
+    source = "\n".join(f"{name} = {value!r}" for name, value in parameters.items())
+    notebook.cells.insert(tagged[0] + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]}))
+
+
 def execute(
-    source: Path, out_dir: Path | None = None, timeout: int = 1200, env: Mapping[str, str] | None = None
+    source: Path,
+    out_dir: Path | None = None,
+    timeout: int = 1200,
+    env: Mapping[str, str] | None = None,
+    parameters: Mapping[str, object] | None = None,
 ) -> Path:
     """Run ``source`` (a .py notebook) top to bottom in a new kernel; write and return the .ipynb."""
     from nbclient import NotebookClient
 
     os.environ.pop("MPLBACKEND", None)  # a kernel told to use Agg would show no figures at all
     notebook = jupytext.read(source)
+    if parameters:
+        inject_parameters(notebook, parameters)
     notebook.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     client = NotebookClient(
         notebook,
@@ -286,6 +305,7 @@ def spread(
         for name, texts in by_variant.items():
             problems += _text_changes(by_variant[first], texts, f"{stem}, {first} -> {name}")
     summary = {}
+    references: dict[str, dict] = {}
     for check_name, by_variant in recorded.items():
         first = next(iter(by_variant.values()))
         if any(r["parameters"] != first["parameters"] or r["printed"] != first["printed"] or r["nonnegative"] != first["nonnegative"] for r in by_variant.values()):
@@ -307,13 +327,17 @@ def spread(
         print(f"\n{check_name}: {len(built['values'])} names; largest spreads across variants:")
         for key, entry in worst:
             print(f"  {key:<48} spread {entry['spread']:<10.3g} tolerance {entry['tolerance']:.3g}")
-        if write:
-            REFERENCES.mkdir(parents=True, exist_ok=True)
+        references[check_name] = built
+    if write and not problems:
+        REFERENCES.mkdir(parents=True, exist_ok=True)
+        for check_name, built in references.items():
             (REFERENCES / f"{check_name}.json").write_text(json.dumps(built, indent=1) + "\n")
-            print(f"  wrote {REFERENCES / (check_name + '.json')}")
+            print(f"wrote {REFERENCES / (check_name + '.json')}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "spread.json").write_text(json.dumps({"variants": variants, "spread": summary, "problems": problems}, indent=1) + "\n")
     print("\n" + ("\n".join(problems) if problems else "every compared output is identical under every variant"))
+    if write and problems:
+        print("nothing written: fix the problems above first")
     if write and not problems:
         for source in sources:
             execute(source)

@@ -61,12 +61,28 @@ def overlay(
     return cv2.addWeighted(photo.astype(np.uint8), 1.0 - alpha, colour, alpha, 0.0)
 
 
-def show_overlay(ax, image, heatmap, title: str = "", colormap: str = "jet", colorbar: bool = True):
-    """Draw an overlay on a matplotlib axis, axes off, with a colour bar for the heatmap scale."""
+def _outline(ax, box: Sequence[float]) -> None:
+    """A dashed rectangle around ``box = (left, top, right, bottom)``: the part the network saw."""
+    from matplotlib.patches import Rectangle
+
+    left, top, right, bottom = box
+    ax.add_patch(Rectangle((left, top), right - left, bottom - top, fill=False, lw=1.2, ls="--", ec="white"))
+
+
+def show_overlay(
+    ax, image, heatmap, title: str = "", colormap: str = "jet", colorbar: bool = True, box: Sequence[float] | None = None
+):
+    """Draw an overlay on a matplotlib axis, axes off, with a colour bar for the heatmap scale.
+
+    ``box`` (the model's visible box) is outlined dashed: outside it the network saw nothing and the
+    map is 0, which would otherwise look like a finding.
+    """
     import matplotlib.cm
     import matplotlib.colors
 
     ax.imshow(overlay(image, heatmap, colormap=colormap))
+    if box is not None:
+        _outline(ax, box)
     ax.set_title(title, fontsize=10)
     ax.axis("off")
     if colorbar:
@@ -75,7 +91,14 @@ def show_overlay(ax, image, heatmap, title: str = "", colormap: str = "jet", col
     return ax
 
 
-def overlay_grid(image, heatmaps: Sequence[np.ndarray], titles: Sequence[str], columns: int = 3, colormap: str = "jet"):
+def overlay_grid(
+    image,
+    heatmaps: Sequence[np.ndarray],
+    titles: Sequence[str],
+    columns: int = 3,
+    colormap: str = "jet",
+    box: Sequence[float] | None = None,
+):
     """A figure with one overlay per heatmap (e.g. one per class), sharing one colour bar."""
     import matplotlib.pyplot as plt
 
@@ -84,7 +107,7 @@ def overlay_grid(image, heatmaps: Sequence[np.ndarray], titles: Sequence[str], c
     for ax in axes.flat[len(heatmaps):]:
         ax.axis("off")
     for ax, heatmap, title in zip(axes.flat, heatmaps, titles):
-        show_overlay(ax, image, heatmap, title, colormap=colormap, colorbar=False)
+        show_overlay(ax, image, heatmap, title, colormap=colormap, colorbar=False, box=box)
     import matplotlib.cm
     import matplotlib.colors
 
