@@ -291,3 +291,120 @@ def test_python_m_explains_an_image(photos, tmp_path):
 def test_help_exits_0(capsys):
     assert cli.main(["--help"]) == 0
     assert "Exit status" in capsys.readouterr().out
+
+
+# --- the output folder never loses a user's file ---------------------------------------------------
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    """Every entry of a folder with its bytes (a link's target path instead of its bytes)."""
+    return {p.name: (os.readlink(p).encode() if p.is_symlink() else p.read_bytes()) for p in sorted(folder.iterdir())}
+
+
+def test_out_equal_to_the_input_folder_is_refused_and_nothing_changes(gradcam, grid, tmp_path):
+    folder = tmp_path / "fish"
+    folder.mkdir()
+    grid[0].save(folder / "fish.png")
+    (folder / "fish.json").write_text('{"my": "notes"}\n')
+    before = _files(folder)
+    status, _, err = gradcam(folder, "--out", folder)
+    assert status == 2
+    assert "is the folder the input fish.png is in" in _one_error_line(err)
+    assert _files(folder) == before
+
+
+def test_a_file_gradcam_did_not_write_is_never_replaced(gradcam, photos, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "coffee.json").write_text("the user's own file\n")
+    status, _, err = gradcam(photos / "coffee.png", "--out", out)
+    assert status == 2
+    assert "coffee.json exists and was not written by gradcam" in _one_error_line(err)
+    assert _files(out) == {"coffee.json": b"the user's own file\n"}, "nothing written, nothing replaced"
+
+
+def test_writes_never_follow_a_planted_symbolic_link(gradcam, photos, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "coffee.json").symlink_to(victim)
+    status, _, err = gradcam(photos / "coffee.png", "--out", out)
+    assert status == 2 and "is a symbolic link" in _one_error_line(err)
+    assert victim.read_text() == "precious\n"
+    # a link planted where a later run would write an overlay
+    (out / "coffee.json").unlink()
+    assert gradcam(photos / "coffee.png", "--out", out)[0] == 0
+    overlay_path = next(out.glob("coffee__*.png"))
+    overlay_path.unlink()
+    overlay_path.symlink_to(victim)
+    status, _, err = gradcam(photos / "coffee.png", "--out", out, "--force")
+    assert status == 2 and "is a symbolic link" in _one_error_line(err)
+    assert victim.read_text() == "precious\n"
+
+
+def test_a_rerun_skips_complete_outputs_and_redoes_changed_or_forced_ones(gradcam, photos, tmp_path):
+    out = tmp_path / "out"
+    assert gradcam(photos / "coffee.png", "--out", out)[0] == 0
+    first = _files(out)
+    record = json.loads(first["coffee.json"])
+    assert record["written_by"] == "gradcam" and record["complete"] is True
+    assert sorted(first) == sorted(["coffee.json", *record["overlays"]])
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+
+    status, _, err = gradcam(photos / "coffee.png", "--out", out)
+    assert status == 0 and "skipped 1 whose outputs were already complete" in err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps, "nothing rewritten"
+
+    status, _, err = gradcam(photos / "coffee.png", "--out", out, "--alpha", "0.6")
+    assert status == 0 and "explained 1 of 1" in err and "skipped" not in err
+    assert _files(out)[record["overlays"][0]] != first[record["overlays"][0]], "other options, new overlay"
+
+    status, _, err = gradcam(photos / "coffee.png", "--out", out, "--alpha", "0.6", "--force")
+    assert status == 0 and "explained 1 of 1" in err and "skipped" not in err
+
+
+def _assert_no_partial_file(out: Path) -> None:
+    """Every file under a final name is whole: PNGs decode completely, JSONs parse."""
+    for path in out.iterdir():
+        if path.name.startswith("."):
+            continue  # a temporary file that a kill left behind
+        if path.suffix == ".png":
+            with Image.open(path) as image:
+                image.load()
+        else:
+            record = json.loads(path.read_text())
+            assert record["written_by"] == "gradcam"
+            if record["complete"]:
+                for name in record["overlays"]:
+                    assert (out / name).is_file(), f"{path.name} lists {name}, which is missing"
+
+
+@pytest.mark.slow
+def test_interrupted_runs_leave_no_partial_file_and_a_rerun_completes(photos, tmp_path):
+    """SIGKILL and SIGINT at seeded random moments of a 16-image run, then a rerun finishes the job."""
+    import random
+    import signal
+    import time
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for k in range(16):
+        shutil.copy(photos / "coffee.png", inputs / f"cup{k:02d}.png")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "gradcam_tutorial", str(inputs), "--out", str(out), "--class", "espresso", "--top-k", "3"]
+    rng = random.Random(0)
+    for trial in range(6):
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(rng.uniform(3.0, 7.0))
+        process.send_signal(signal.SIGKILL if trial % 2 == 0 else signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+        if process.returncode == 130:
+            assert err.strip().splitlines()[-1] == "gradcam: error: interrupted"
+        if out.exists():
+            _assert_no_partial_file(out)
+    status = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert status.returncode == 0, status.stderr
+    _assert_no_partial_file(out)
+    records = [json.loads(p.read_text()) for p in out.glob("*.json")]
+    assert len(records) == 16 and all(r["complete"] for r in records)

@@ -9,7 +9,7 @@ still explained; the exit status is then 2 as well, so a script notices (see :fu
 from __future__ import annotations
 
 import argparse
-import json
+import io
 import re
 import sys
 import warnings
@@ -27,6 +27,7 @@ from .explain import Explanation, explain
 from .images import ImageError, load_image
 from .layers import LayerError, resolve_layer
 from .models import REGISTRY, UnknownModelError, WeightsUnavailableError, create_model, get_spec
+from .outputs import OutputError, OutputFolder, fingerprint
 
 PROG = "gradcam"
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"})
@@ -66,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs (default: %(default)s)")
     parser.add_argument("--colormap", choices=("jet", "viridis"), default="jet", help="overlay colours (default: %(default)s)")
     parser.add_argument("--alpha", type=_unit_float, default=0.4, help="heatmap opacity in the overlay (default: %(default)s)")
+    parser.add_argument(
+        "--force", action="store_true",
+        help="explain again images whose outputs in --out are complete (by default a rerun skips them)",
+    )
     return parser
 
 
@@ -205,10 +210,17 @@ def run(args: argparse.Namespace) -> int:
     images, ignored = collect_images(args.paths)
     if not images:
         raise UsageError(f"no image files found in {', '.join(map(str, args.paths))} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-    if ignored:
-        _warning_line(f"ignored {ignored} folder entr{'y' if ignored == 1 else 'ies'} without an image extension")
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} exists and is not a folder")
+    jobs = plan_outputs(images)
+    try:
+        folder = OutputFolder(args.out, images)
+        for job in jobs:  # a foreign file under any JSON name stops the run before anything is written
+            folder.check(f"{job.stem}.json")
+    except OutputError as error:
+        raise UsageError(str(error)) from None
+    if ignored:
+        _warning_line(f"ignored {ignored} folder entr{'y' if ignored == 1 else 'ies'} without an image extension")
     model, spec = create_model(args.model)
     model = model.to(args.device)
     layer, _ = resolve_layer(model, args.layer if args.layer else spec.target_layer)
@@ -217,9 +229,17 @@ def run(args: argparse.Namespace) -> int:
     except OSError as error:
         raise UsageError(f"cannot create output folder {args.out}: {error.strerror or error}") from None
 
-    failed = 0
-    jobs = plan_outputs(images)
+    failed = skipped = 0
+    options = {"model": args.model, "layer": layer, "classes": classes, "top_k": args.top_k,
+               "colormap": args.colormap, "alpha": args.alpha}
     for job in _progress(jobs):
+        try:
+            expected = fingerprint(job.path, options)
+        except OSError:
+            expected = None  # unreadable: load_image below says why in the usual words
+        if expected is not None and not args.force and folder.complete(job.stem, expected):
+            skipped += 1
+            continue
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
@@ -236,14 +256,24 @@ def run(args: argparse.Namespace) -> int:
         explanation = explain(image, model, spec, classes, layer, args.top_k)
         names = [overlay_name(job.stem, i, n) for i, n in zip(explanation.class_indices, explanation.class_names)]
         try:
+            for name in names:
+                folder.check(name)
+            claim = {"image": str(job.path), "input": expected, "overlays": names}
+            folder.write_record(job.stem, claim, complete=False)  # the overlays below are ours from now on
             for heatmap, name in zip(explanation.heatmaps, names):
-                Image.fromarray(overlay(image, heatmap, alpha=args.alpha, colormap=args.colormap)).save(args.out / name)
+                png = io.BytesIO()
+                Image.fromarray(overlay(image, heatmap, alpha=args.alpha, colormap=args.colormap)).save(png, format="PNG")
+                folder.write(name, png.getvalue())
             record = explanation_record(job, explanation, args.model, names, notes)
-            (args.out / f"{job.stem}.json").write_text(json.dumps(record, indent=1) + "\n")
+            folder.write_record(job.stem, {**record, "input": expected, "overlays": names}, complete=True)
+        except OutputError as error:
+            raise UsageError(str(error)) from None
         except OSError as error:
             raise UsageError(f"cannot write to {args.out}: {error.strerror or error}") from None
-    done = len(jobs) - failed
+    done = len(jobs) - failed - skipped
     print(f"{PROG}: explained {done} of {len(jobs)} image{'s' if len(jobs) != 1 else ''} into {args.out}", file=sys.stderr)
+    if skipped:
+        print(f"{PROG}: skipped {skipped} whose outputs were already complete (--force explains them again)", file=sys.stderr)
     if failed:
         _error_line(f"{failed} of {len(jobs)} images could not be read (see the warnings above); the others were written")
         return 2
