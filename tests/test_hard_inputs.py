@@ -7,6 +7,7 @@ load as the picture a viewer would show.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import struct
@@ -20,7 +21,11 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from gradcam_tutorial import ClassNameError, ImageError, LayerError, explain, load_image, resolve_class
+from gradcam_tutorial import (
+    ClassNameError, GradCAM, ImageError, LayerError, ModelError, create_model, explain, load_image, resolve_class,
+)
+from gradcam_tutorial.images import to_rgb
+from gradcam_tutorial.metrics import region_shares
 from gradcam_tutorial.classes import EGYPTIAN_CAT, PERSIAN_CAT, SIAMESE_CAT, TIGER_CAT
 from gradcam_tutorial.images import MAX_PIXELS
 
@@ -418,3 +423,58 @@ def test_subprocess_helper_reports_errors_cleanly(tmp_path):
     (tmp_path / "bad.png").write_text("nope")
     assert "text file" in _load_in_subprocess(tmp_path / "bad.png")["error"]
 
+
+
+# --- API traps (issue 14, item 8) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("classes", "expected"), [(0, [0]), (281, [281]), ("tabby", [281]), ([], None), (None, None)])
+def test_explain_takes_one_class_as_an_index_or_a_name(effnet, grid, classes, expected):
+    """0 is class 0 (not "no class"), a bare index is one class, a bare name is read whole."""
+    model, spec = effnet
+    image, _ = grid
+    result = explain(image, model, spec, classes)
+    assert result.class_indices == (expected or [result.top_k[0][0]])
+
+
+def test_a_boolean_is_no_class_index_for_compute_heatmap_either(effnet, grid):
+    model, spec = effnet
+    with GradCAM(model, spec.target_layer) as cam:
+        with pytest.raises(ClassNameError, match="not True"):
+            cam.compute_heatmap(spec.preprocess(grid[0]), True)
+    with pytest.raises(ClassNameError):
+        explain(grid[0], model, spec, True)
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "RGBA", "CMYK", "YCbCr", "LAB", "I;16"])
+def test_explain_accepts_a_pil_image_in_any_mode_as_a_viewer_shows_it(effnet, grid, mode):
+    """Each mode gives the maps of the same picture converted to RGB first, not errors or garbage."""
+    model, spec = effnet
+    image = grid[0]
+    converted = image.convert("L").convert("I;16") if mode == "I;16" else image.convert(mode)
+    result = explain(converted, model, spec, [285, 967])
+    expected = explain(to_rgb(converted), model, spec, [285, 967])
+    np.testing.assert_allclose(result.heatmaps, expected.heatmaps, atol=1e-6)
+    assert result.image.mode == "RGB"
+    if mode in ("RGBA", "CMYK", "YCbCr", "LAB", "P"):  # colour survives: the cat keeps its quadrant
+        shares = region_shares(result.heatmaps[0], [(0, 0, 256, 256), (256, 0, 512, 256), (0, 256, 256, 512), (256, 256, 512, 512)])
+        assert shares.argmax() == 0, shares
+
+
+def test_a_bfloat16_model_gives_float32_maps_close_to_float32s(effnet, grid):
+    model, spec = effnet
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    result = explain(grid[0], half, spec, [285, 967])
+    reference = explain(grid[0], model, spec, [285, 967])
+    assert result.heatmaps.dtype == np.float32 and np.isfinite(result.heatmaps).all()
+    assert np.abs(result.small_heatmaps - reference.small_heatmaps).max() < 0.15  # bfloat16 has 8 bits
+    with GradCAM(half, spec.target_layer) as cam:
+        heatmap, _, probability = cam.compute_heatmap(spec.preprocess(grid[0]), 285)
+    assert heatmap.dtype == np.float32 and isinstance(probability, float)
+
+
+def test_a_model_made_under_inference_mode_gets_one_clear_error(grid):
+    with torch.inference_mode():
+        model, spec = create_model("efficientnet_lite0")
+    with pytest.raises(ModelError, match="inference_mode"):
+        explain(grid[0], model, spec, [285])

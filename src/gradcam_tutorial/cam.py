@@ -37,6 +37,10 @@ Targets = None | int | Sequence[int] | Sequence[Sequence[int]] | torch.Tensor
 _CALLS_SEEN: weakref.WeakKeyDictionary[nn.Module, int] = weakref.WeakKeyDictionary()
 
 
+class ModelError(ValueError):
+    """A model that Grad-CAM cannot differentiate as it is (e.g. weights made under inference_mode)."""
+
+
 @dataclass(frozen=True)
 class CAMResult:
     """Raw maps ``(B, K, h, w)`` for ``K`` classes of each of ``B`` images, with their scores."""
@@ -96,12 +100,19 @@ class GradCAM:
         """
         if self._closed:
             raise RuntimeError("this GradCAM was closed; create a new one")
+        if any(p.is_inference() for p in self.model.parameters()):
+            raise ModelError(
+                "the model's weights were created under torch.inference_mode(), and autograd cannot use "
+                "them for Grad-CAM's gradient; create or load the model outside inference_mode"
+            )
         x = self._check_input(input_batch)
         skip = _CALLS_SEEN.get(self.layer, 1) - 1
         result = self._run(x, targets, skip)
         if result is None:  # the layer ran fewer times than last time: hook every call instead
             result = self._run(x, targets, 0)
-        return result
+        # a half-precision model (bfloat16, float16) still hands back float32 maps and scores, which
+        # NumPy and the rest of the package can use
+        return CAMResult(result.maps.float(), result.class_indices, result.probabilities.float(), result.logits.float())
 
     def _run(self, x: torch.Tensor, targets: Targets, skip: int) -> CAMResult | None:
         """One forward pass hooking the layer's calls after the first ``skip``; ``None`` if none came."""
@@ -164,6 +175,8 @@ class GradCAM:
         With ``class_idx`` a list, returns a ``(K, h, w)`` stack and lists, from one forward pass.
         ``normalize=False`` gives the raw map (its scale is comparable across classes).
         """
+        if isinstance(class_idx, bool):
+            raise ClassNameError(f"class index must be an integer, not {class_idx!r}")
         if input_batch.dim() == 4 and input_batch.shape[0] != 1:
             raise ValueError(f"compute_heatmap explains one image; got a batch of {input_batch.shape[0]}, use compute()")
         many = class_idx is not None and not isinstance(class_idx, (int, np.integer))

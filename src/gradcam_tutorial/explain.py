@@ -12,6 +12,7 @@ from torch import nn
 
 from .cam import GradCAM
 from .classes import resolve_class
+from .images import to_rgb
 from .models import ModelSpec
 from .viz import heatmap_on_photo
 
@@ -35,17 +36,22 @@ def explain(
     image: Image.Image,
     model: nn.Module,
     spec: ModelSpec,
-    classes: Sequence[int | str] | None = None,
+    classes: Sequence[int | str] | int | str | None = None,
     layer: nn.Module | str | None = None,
     top_k: int = 5,
 ) -> Explanation:
-    """Explain ``classes`` (names or indices; default: the top class) on one RGB photo.
+    """Explain ``classes`` (names or indices, one or a sequence; default: the top class) on one photo.
+
+    A photo in any Pillow mode is first converted to RGB as a viewer would show it (:func:`to_rgb`).
 
     All classes come from one forward pass. Heatmaps are normalised per class and placed on the
     part of the photo the network saw (see :meth:`ModelSpec.visible_box`).
     """
     names = spec.categories
-    targets = None if not classes else [resolve_class(c, names) for c in classes]
+    if isinstance(classes, (str, int, np.integer)):  # one class, by index or name (bools are refused below)
+        classes = [classes]
+    targets = None if classes is None or len(classes) == 0 else [resolve_class(c, names) for c in classes]
+    image = to_rgb(image) if image.mode != "RGB" else image  # L, P, RGBA, CMYK, YCbCr, LAB, 16-bit...
     x = spec.preprocess(image)
     with GradCAM(model, layer if layer is not None else spec.target_layer) as cam:
         result = cam.compute(x, None if targets is None else [targets])
