@@ -408,3 +408,59 @@ def test_interrupted_runs_leave_no_partial_file_and_a_rerun_completes(photos, tm
     _assert_no_partial_file(out)
     records = [json.loads(p.read_text()) for p in out.glob("*.json")]
     assert len(records) == 16 and all(r["complete"] for r in records)
+
+
+# --- files that are not what their names say (issue 14, items 5, 6, 7) ----------------------------
+
+
+def test_a_fifo_named_on_the_command_line_is_refused_at_once(tmp_path):
+    pipe = tmp_path / "pipe.jpg"
+    os.mkfifo(pipe)
+    done = subprocess.run([sys.executable, "-m", "gradcam_tutorial", str(pipe), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120)  # opening the FIFO would block forever
+    assert done.returncode == 2
+    assert _one_error_line(done.stderr).endswith("pipe.jpg: is a FIFO, not a regular file")
+
+
+def test_broken_and_looping_links_and_fifos_in_a_folder_are_skipped_as_failures(gradcam, photos, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(photos / "coffee.png", folder / "coffee.png")
+    (folder / "gone.jpg").symlink_to(tmp_path / "nothing-here.jpg")
+    (folder / "loop.jpg").symlink_to(folder / "loop.jpg")
+    os.mkfifo(folder / "pipe.jpg")
+    status, _, err = gradcam(folder, "--out", tmp_path / "out")
+    assert status == 2, "exit 0 promises that every image was explained"
+    assert "gone.jpg: is a broken or looping symbolic link" in err
+    assert "loop.jpg: is a broken or looping symbolic link" in err
+    assert "pipe.jpg: is a FIFO, not a regular file" in err
+    assert "3 of 4 images could not be read" in err and "Traceback" not in err
+    assert (tmp_path / "out" / "coffee.json").is_file()
+
+
+def test_an_unreadable_folder_is_one_line(gradcam, tmp_path, monkeypatch):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_iterdir = Path.iterdir
+
+    def iterdir(self):  # what a folder without read permission does for a user other than root
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    status, _, err = gradcam(locked, "--out", tmp_path / "out")
+    assert status == 2 and _one_error_line(err).endswith("locked: cannot be read: permission denied")
+
+
+def test_a_252_character_file_name_still_gets_its_outputs(gradcam, photos, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    long_names = ["a" * 248 + ".png", "a" * 247 + "b.png"]  # 252 characters, equal for the first 247
+    for name in long_names:
+        shutil.copy(photos / "coffee.png", folder / name)
+    status, _, err = gradcam(folder, "--out", tmp_path / "out", "--class", "espresso", "--class", "4")
+    assert status == 0, err
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len(written) == 6 and all(len(name.encode()) <= 255 for name in written)
+    assert len({name.split("__")[0].removesuffix(".json") for name in written}) == 2, "the two stems stay apart"

@@ -13,6 +13,7 @@ import json
 import struct
 import subprocess
 import sys
+import warnings
 import zlib
 from pathlib import Path
 
@@ -478,3 +479,88 @@ def test_a_model_made_under_inference_mode_gets_one_clear_error(grid):
         model, spec = create_model("efficientnet_lite0")
     with pytest.raises(ModelError, match="inference_mode"):
         explain(grid[0], model, spec, [285])
+
+
+# --- damaged files: one clear ImageError, never another exception (issue 14, item 5) ----------------
+
+
+def _damaged_exif_jpeg() -> bytes:
+    """A JPEG with EXIF orientation 6 and ResolutionUnit stored as a RATIONAL instead of a SHORT."""
+    entries = struct.pack("<HHIHH", 0x0112, 3, 1, 6, 0) + struct.pack("<HHII", 0x0128, 5, 1, 8 + 2 + 2 * 12 + 4)
+    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 2) + entries + b"\x00" * 4 + struct.pack("<II", 1, 3)
+    out = io.BytesIO()
+    Image.new("RGB", (32, 16), "red").save(out, "JPEG", exif=b"Exif\x00\x00" + tiff)
+    return out.getvalue()
+
+
+def test_a_damaged_exif_tag_does_not_cost_the_picture_or_its_orientation(tmp_path):
+    path = tmp_path / "rotated.jpg"
+    path.write_bytes(_damaged_exif_jpeg())
+    with Image.open(path) as opened, pytest.raises(struct.error):
+        ImageOps.exif_transpose(opened)  # what Pillow alone does with it
+    assert load_image(path).size == (16, 32), "orientation 6 still turns the 32x16 picture upright"
+
+
+def _samples() -> dict[str, bytes]:
+    """Small real files of every format the CLI takes, multi-frame where the format allows."""
+    base = _noise(48, 32, seed=3)
+    frames = [base, base.rotate(180), base.transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    out = {}
+    for suffix, fmt, extra in (
+        ("gif", "GIF", {"save_all": True, "append_images": frames[1:]}),
+        ("tiff", "TIFF", {"save_all": True, "append_images": frames[1:]}),
+        ("png", "PNG", {}), ("bmp", "BMP", {}), ("webp", "WEBP", {}),
+    ):
+        buffer = io.BytesIO()
+        base.save(buffer, fmt, **extra)
+        out[suffix] = buffer.getvalue()
+    out["jpg"] = _damaged_exif_jpeg()
+    return out
+
+
+def test_fuzzed_files_of_every_format_load_or_raise_image_error(tmp_path):
+    """Seeded truncations and byte flips: load_image returns RGB or raises ImageError, nothing else."""
+    import random
+
+    rng = random.Random(0)
+    other = []
+    for suffix, blob in _samples().items():
+        for trial in range(120):
+            data = bytearray(blob)
+            if trial % 2 == 0:
+                data = data[: rng.randrange(1, len(data))]
+            else:
+                for _ in range(rng.randint(1, 8)):
+                    data[rng.randrange(len(data))] = rng.randrange(256)
+            path = tmp_path / f"fuzz{trial}.{suffix}"
+            path.write_bytes(bytes(data))
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    assert load_image(path).mode == "RGB"
+            except ImageError:
+                pass
+            except Exception as error:  # noqa: BLE001 - the test collects what must never escape
+                other.append(f"{path.name}: {type(error).__name__}: {error}")
+            path.unlink()
+    assert other == []
+
+
+def test_a_folder_of_damaged_files_is_explained_as_far_as_it_can_be(tmp_path):
+    """The CLI skips every damaged file with one warning, explains the rest, and exits 2."""
+    import random
+
+    rng = random.Random(1)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for suffix, blob in _samples().items():
+        (folder / f"cut.{suffix}").write_bytes(blob[: rng.randrange(len(blob) // 3, len(blob) * 2 // 3)])
+    _noise(64, 64).save(folder / "good.png")
+    done = subprocess.run([sys.executable, "-m", "gradcam_tutorial", str(folder), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in done.stderr
+    skipped = sorted(line.split("skipped ")[1].split(":")[0].rsplit("/", 1)[1]
+                     for line in done.stderr.splitlines() if "warning: skipped" in line)
+    assert skipped == sorted(f"cut.{suffix}" for suffix in _samples()), done.stderr
+    assert done.returncode == 2 and "6 of 7 images could not be read" in done.stderr
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.json")) == ["good.json"]

@@ -9,6 +9,7 @@ still explained; the exit status is then 2 as well, so a script notices (see :fu
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import re
 import sys
@@ -122,26 +123,48 @@ def collect_images(paths: Sequence[Path]) -> tuple[list[Path], int]:
     images: list[Path] = []
     ignored = 0
     for path in paths:
-        if path.is_dir():
-            for child in sorted(path.iterdir()):
-                if child.name.startswith("."):
-                    continue
-                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES:
-                    images.append(child)
-                else:
-                    ignored += 1
-        else:
+        try:
+            is_folder = path.is_dir()
+            children = sorted(path.iterdir()) if is_folder else []
+        except PermissionError:
+            raise UsageError(f"{path}: cannot be read: permission denied") from None
+        if not is_folder:
             images.append(path)  # missing files too: load_image reports them in the usual words
+            continue
+        for child in children:
+            if child.name.startswith("."):
+                continue
+            if child.suffix.lower() in IMAGE_SUFFIXES:
+                # broken links, FIFOs and the like under an image name are tried too, so that
+                # load_image says what they are and the run counts them as failures
+                images.append(child)
+            else:
+                ignored += 1
     return images, ignored
 
 
+# Longest stem that leaves room in a 255-byte file name for "__NNN_<longest class slug>.png".
+MAX_STEM = 255 - len("__000_.png") - 64 - 8
+
+
+def _short_stem(stem: str) -> str:
+    """``stem`` cut to :data:`MAX_STEM` characters, with a hash of the whole so cut names stay unique."""
+    if len(stem) <= MAX_STEM:
+        return stem
+    return f"{stem[:MAX_STEM - 9]}-{hashlib.sha256(stem.encode()).hexdigest()[:8]}"
+
+
 def plan_outputs(images: Sequence[Path]) -> list[Job]:
-    """Give every image a unique output stem: its file stem, plus its extension or a counter on a clash."""
+    """Give every image a unique output stem: its file stem, plus its extension or a counter on a clash.
+
+    Stems are slugs (ASCII), cut to :data:`MAX_STEM` so that every output name fits in 255 bytes.
+    """
     stems = Counter(path.stem for path in images)
     jobs: list[Job] = []
     used: set[str] = set()
     for path in images:
         stem = _slug(path.stem) if stems[path.stem] == 1 else _slug(f"{path.stem}_{path.suffix.lstrip('.')}")
+        stem = _short_stem(stem)
         candidate, n = stem, 1
         while candidate in used:
             n += 1
@@ -157,7 +180,7 @@ def _slug(text: str) -> str:
 
 
 def overlay_name(stem: str, index: int, name: str) -> str:
-    return f"{stem}__{index:03d}_{_slug(name)}.png"
+    return f"{stem}__{index:03d}_{_slug(name)[:64]}.png"
 
 
 def explanation_record(job: Job, explanation: Explanation, model: str, overlays: Sequence[str], notes: Sequence[str]) -> dict:
@@ -236,7 +259,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             expected = fingerprint(job.path, options)
         except OSError:
-            expected = None  # unreadable: load_image below says why in the usual words
+            expected = None
+        # expected is None for a file that cannot be read: load_image below says why in the usual words
         if expected is not None and not args.force and folder.complete(job.stem, expected):
             skipped += 1
             continue

@@ -9,6 +9,7 @@ heatmap lines up with what the reader looks at. Anything that is not a usable im
 from __future__ import annotations
 
 import io
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,10 +42,19 @@ def _describe_non_image(path: Path, head: bytes) -> str:
 def load_image(path: str | Path) -> Image.Image:
     """Open ``path`` as an upright 8-bit RGB image, or raise :class:`ImageError` saying why not."""
     path = Path(path)
-    if not path.exists():
-        raise ImageError(f"{path}: no such file")
-    if path.is_dir():
+    try:
+        mode = path.stat().st_mode
+    except PermissionError:
+        raise ImageError(f"{path}: cannot be opened: permission denied") from None
+    except OSError:  # missing, or a link to nothing, or a loop of links
+        if path.is_symlink():
+            raise ImageError(f"{path}: is a broken or looping symbolic link") from None
+        raise ImageError(f"{path}: no such file") from None
+    if stat.S_ISDIR(mode):
         raise ImageError(f"{path}: is a directory, not an image file")
+    if not stat.S_ISREG(mode):  # opening a FIFO would wait forever for a writer
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise ImageError(f"{path}: is {kind}, not a regular file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -56,7 +66,7 @@ def load_image(path: str | Path) -> Image.Image:
                     scale = (MAX_PIXELS / (opened.width * opened.height)) ** 0.5
                     opened.draft("RGB", (int(opened.width * scale), int(opened.height * scale)))
                 opened.load()
-                image = to_rgb(ImageOps.exif_transpose(opened))
+                image = to_rgb(_upright(opened))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageError(
             f"{path}: refused, too many pixels for a safe decode ({error}); "
@@ -70,8 +80,10 @@ def load_image(path: str | Path) -> Image.Image:
         raise ImageError(f"{path}: cannot be opened: permission denied") from None
     except MemoryError:
         raise ImageError(f"{path}: too large to decode in the memory available") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise ImageError(f"{path}: the image data is damaged or truncated ({error})") from None
+    except Exception as error:  # noqa: BLE001 - any failure to decode an untrusted file means damaged data
+        # Pillow's decoders raise OSError, SyntaxError, ValueError, EOFError, but also IndexError
+        # (truncated animated GIF), TypeError (truncated multi-page TIFF) and others on bad input.
+        raise ImageError(f"{path}: the image data is damaged or truncated ({type(error).__name__}: {error})") from None
     if n_frames > 1:
         warnings.warn(f"{path}: has {n_frames} frames; using the first one", stacklevel=2)
     if image.width * image.height > MAX_PIXELS:
@@ -80,6 +92,31 @@ def load_image(path: str | Path) -> Image.Image:
         image = image.resize((max(1, int(image.width * scale)), max(1, int(image.height * scale))), Image.BILINEAR)
         warnings.warn(f"{path}: {original[0]}x{original[1]} pixels; downscaled to {image.width}x{image.height}", stacklevel=2)
     return image
+
+
+# EXIF orientation -> the transpose that shows the picture upright (the EXIF 2.3 definitions)
+_ORIENTATIONS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation, also when another EXIF tag is damaged.
+
+    ``ImageOps.exif_transpose`` re-writes the whole EXIF block after turning the picture and fails
+    on a tag stored with the wrong type (``struct.error``); the orientation alone is enough to turn it.
+    """
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block must not cost the picture
+        method = _ORIENTATIONS.get(image.getexif().get(0x0112))
+        return image.transpose(method) if method is not None else image.copy()
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -34,8 +34,16 @@ class OutputError(Exception):
     """The output folder cannot be used without risking a file the command did not write."""
 
 
-def fingerprint(image: Path, options: Mapping[str, object]) -> dict[str, object]:
-    """What an image's outputs depend on: the input's bytes (sha256) and the command's options."""
+def fingerprint(image: Path, options: Mapping[str, object]) -> dict[str, object] | None:
+    """What an image's outputs depend on: the input's bytes (sha256) and the command's options.
+
+    ``None`` for anything but a readable regular file (opening a FIFO would wait forever).
+    """
+    try:
+        if not stat.S_ISREG(image.stat().st_mode):
+            return None
+    except OSError:
+        return None
     digest = hashlib.sha256()
     with open(image, "rb") as handle:
         while block := handle.read(1 << 20):
