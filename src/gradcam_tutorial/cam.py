@@ -15,6 +15,7 @@ gradients. Hooks live only for the duration of a call, so none can leak or stack
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +36,22 @@ Targets = None | int | Sequence[int] | Sequence[Sequence[int]] | torch.Tensor
 # whole network from the first call on, doubling the cost. Only a hint: if the layer runs fewer times
 # than remembered, the call starts over hooking every call.
 _CALLS_SEEN: weakref.WeakKeyDictionary[nn.Module, int] = weakref.WeakKeyDictionary()
+
+# One lock per model. A call hooks a layer that every forward pass through the model runs, switches
+# the model to eval mode and back, and reads and writes _CALLS_SEEN: two threads doing that at once
+# on one model would capture each other's activations and restore each other's modes. Calls on the
+# same model therefore take turns (re-entrant, so a hook or a subclass may call again); calls on
+# different models run in parallel.
+_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def _model_lock(model: nn.Module) -> threading.RLock:
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
 
 
 class ModelError(ValueError):
@@ -106,10 +123,11 @@ class GradCAM:
                 "them for Grad-CAM's gradient; create or load the model outside inference_mode"
             )
         x = self._check_input(input_batch)
-        skip = _CALLS_SEEN.get(self.layer, 1) - 1
-        result = self._run(x, targets, skip)
-        if result is None:  # the layer ran fewer times than last time: hook every call instead
-            result = self._run(x, targets, 0)
+        with _model_lock(self.model):
+            skip = _CALLS_SEEN.get(self.layer, 1) - 1
+            result = self._run(x, targets, skip)
+            if result is None:  # the layer ran fewer times than last time: hook every call instead
+                result = self._run(x, targets, 0)
         # a half-precision model (bfloat16, float16) still hands back float32 maps and scores, which
         # NumPy and the rest of the package can use
         return CAMResult(result.maps.float(), result.class_indices, result.probabilities.float(), result.logits.float())
