@@ -18,13 +18,14 @@ keep whatever else is in that folder safe:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from .data import sha256sum
 
 WRITTEN_BY = "gradcam"
 TEMP_PREFIX = ".gradcam-tmp-"
@@ -44,11 +45,7 @@ def fingerprint(image: Path, options: Mapping[str, object]) -> dict[str, object]
             return None
     except OSError:
         return None
-    digest = hashlib.sha256()
-    with open(image, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return {"sha256": digest.hexdigest(), "options": dict(options)}
+    return {"sha256": sha256sum(image), "options": dict(options)}
 
 
 class OutputFolder:

@@ -26,7 +26,6 @@ import numpy as np
 MODE_ENV = "GRADCAM_REFERENCE_MODE"
 RECORD_DIR_ENV = "GRADCAM_RECORD_DIR"
 
-Number = float | int
 Values = Mapping[str, Any]  # name -> number or (nested) list/array of numbers
 
 
