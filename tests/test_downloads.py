@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import http.server
+import os
 import pickle
 import threading
 import urllib.error
@@ -243,3 +244,57 @@ def test_pickle_helper_is_a_real_payload(tmp_path):
     marker = tmp_path / "m"
     pickle.loads(pickle.dumps(_RunsCodeOnLoad(marker))).close()
     assert marker.exists()
+
+
+def _read_only_cache_with_bad_copy(isolated_cache: Path, tmp_path: Path, monkeypatch) -> Path:
+    isolated_cache.mkdir(parents=True)
+    bad = isolated_cache / "payload.bin"
+    bad.write_bytes(b"tampered")
+    isolated_cache.chmod(0o555)  # read-only for everyone but root
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "payload.bin").write_bytes(PAYLOAD)
+    monkeypatch.setenv("GRADCAM_MIRROR", str(mirror))
+    return bad
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may delete files in a read-only folder")
+def test_18h_read_only_cache_with_bad_copy_falls_back_to_the_mirror(isolated_cache, tmp_path, monkeypatch):
+    bad = _read_only_cache_with_bad_copy(isolated_cache, tmp_path, monkeypatch)
+    try:
+        assert fetch(_remote(), progress=False).read_bytes() == PAYLOAD
+        assert bad.read_bytes() == b"tampered"  # could not be deleted, and was not used
+    finally:
+        isolated_cache.chmod(0o755)
+
+
+def test_18i_undeletable_bad_cache_copy_falls_back_to_the_mirror(isolated_cache, tmp_path, monkeypatch):
+    """As 18h, for root too: unlink fails the way it does in a read-only folder (or on a read-only mount)."""
+    bad = _read_only_cache_with_bad_copy(isolated_cache, tmp_path, monkeypatch)
+    real_unlink = Path.unlink
+
+    def unlink(self, missing_ok=False):
+        if self == bad:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    try:
+        path = fetch(_remote(), progress=False)
+        assert path.read_bytes() == PAYLOAD and path.parent == tmp_path / "mirror"
+        assert bad.read_bytes() == b"tampered"
+    finally:
+        isolated_cache.chmod(0o755)
+
+
+def test_18j_undeletable_bad_cache_copy_without_a_mirror_is_a_download_error(no_mirror, monkeypatch):
+    no_mirror.mkdir(parents=True)
+    bad = no_mirror / "payload.bin"
+    bad.write_bytes(b"tampered")
+
+    def unlink(self, missing_ok=False):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with pytest.raises(DownloadError, match="could not be deleted"):
+        fetch(_remote(), progress=False)

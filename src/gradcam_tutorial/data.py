@@ -82,8 +82,11 @@ def fetch(remote: Remote, *, progress: bool = True) -> Path:
     if cached.is_file():
         if sha256sum(cached) == remote.sha256:
             return cached
-        cached.unlink()  # a stale or tampered copy is never used; fetch a good one below
-        tried.append(f"cache copy {cached} had the wrong sha256 and was deleted")
+        try:
+            cached.unlink()  # a stale or tampered copy is never used; fetch a good one below
+            tried.append(f"cache copy {cached} had the wrong sha256 and was deleted")
+        except OSError as error:  # a read-only cache: leave the copy, still never use it
+            tried.append(f"cache copy {cached} had the wrong sha256 and could not be deleted ({error.strerror or error})")
     mirror = mirror_dir()
     if mirror is not None:
         candidate = mirror / remote.name
