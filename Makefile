@@ -94,6 +94,7 @@ report-full: venv
 
 bench: venv
 	$(BIN)/python -m gradcam_tutorial.bench --out build/bench.json
+	$(BIN)/python -m gradcam_tutorial.bench_memory --out build/bench-memory.json
 
 soak: venv
 	$(BIN)/python -m gradcam_tutorial.soak --calls 500 --constructions 50

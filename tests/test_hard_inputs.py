@@ -17,6 +17,7 @@ import warnings
 import zlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -45,14 +46,23 @@ def _encoded(image: Image.Image, fmt: str) -> bytes:
 
 def write_bilevel_png(path: Path, width: int, height: int) -> None:
     """A valid all-white 1-bit PNG of any size, written row by row so memory stays tiny."""
+    write_grey_png(path, width, height, depth=1, value=1)
+
+
+def write_grey_png(path: Path, width: int, height: int, depth: int, value: int) -> None:
+    """A valid flat grey PNG (1, 8 or 16 bits per pixel) of any size, written row by row."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    row = b"\x00" + b"\xff" * ((width + 7) // 8)  # filter byte 0, then all pixels white
+    if depth == 1:
+        pixels = (b"\xff" if value else b"\x00") * ((width + 7) // 8)
+    else:
+        pixels = value.to_bytes(depth // 8, "big") * width
+    row = b"\x00" + pixels  # filter byte 0, then the pixels
     compressor = zlib.compressobj(1)
     with open(path, "wb") as handle:
-        handle.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)))
+        handle.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, 0, 0, 0, 0)))
         for start in range(0, height, 1024):
             data = compressor.compress(row * min(1024, height - start))
             if data:
@@ -225,6 +235,7 @@ with warnings.catch_warnings(record=True) as caught:
     try:
         image = load_image(sys.argv[1])
         outcome["size"] = list(image.size)
+        outcome["mean"] = float(images.np.asarray(image).mean())
     except ImageError as error:
         outcome["error"] = str(error)
 outcome["warnings"] = [str(w.message) for w in caught]
@@ -266,6 +277,47 @@ def test_13b_large_image_is_downscaled_with_a_message(tmp_path):
     assert abs(new_width / new_height - width / height) < 0.01
     assert any("downscaled" in w for w in outcome["warnings"]), outcome
     assert outcome["growth_mb"] < 1200, outcome  # a few copies of the picture, not gigabytes
+
+
+def test_13c_images_between_40_and_179_megapixels_are_downscaled_not_refused(tmp_path):
+    """The README's promise: above Pillow's warning level (89 MP) too, up to its refusal level (179 MP)."""
+    png, jpeg = tmp_path / "100mp.png", tmp_path / "100mp.jpg"
+    write_bilevel_png(png, 10_000, 10_000)
+    ok, encoded = cv2.imencode(".jpg", np.full((10_000, 10_000), 90, dtype=np.uint8))
+    jpeg.write_bytes(encoded.tobytes())
+    for path, grey in [(png, 255), (jpeg, 90)]:
+        outcome = _load_in_subprocess(path)
+        print(outcome)
+        assert "error" not in outcome, outcome
+        width, height = outcome["size"]
+        assert width == height and MAX_PIXELS * 0.999 < width * height <= MAX_PIXELS
+        assert outcome["warnings"] == [f"{path}: 10000x10000 pixels; downscaled to {width}x{height}"]
+        assert abs(outcome["mean"] - grey) < 1, outcome
+    assert outcome["growth_mb"] < 600, outcome  # a 100 MP greyscale JPEG is 100 MB decoded
+
+
+def test_13d_a_16_bit_81_megapixel_png_loads_in_bounded_memory(tmp_path):
+    """0.7 MB on disk, 162 MB decoded: loading it once cost 3 GB through float64 copies of every pixel."""
+    path = tmp_path / "deep.png"
+    write_grey_png(path, 9_000, 9_000, depth=16, value=0x8080)  # 32896 of 65535: grey 128
+    outcome = _load_in_subprocess(path)
+    print(outcome)
+    assert outcome["size"] == [6324, 6324] and outcome["mean"] == pytest.approx(128, abs=0.01)
+    assert outcome["growth_mb"] < 800, outcome
+
+
+def test_13e_the_whole_cli_holds_one_full_size_map_at_a_time(tmp_path):
+    """Ten classes on a 12 MP photo cost about what one does: maps are placed and drawn one by one.
+
+    Each full-size map is 48 MB of float32 here; holding all ten at once added about 450 MB.
+    """
+    from gradcam_tutorial import bench_memory
+
+    one = bench_memory.measure(pixels=12_000_000, classes=1, workdir=tmp_path)
+    ten = bench_memory.measure(pixels=12_000_000, classes=10, workdir=tmp_path)
+    print(one, ten)
+    assert ten["peak_mb"] - one["peak_mb"] < 120, (one, ten)
+    assert one["added_mb"] < 600, one
 
 
 # ---------------------------------------------------------------- 14-16: classes and layers

@@ -6,11 +6,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import cv2
 import numpy as np
+import pytest
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from gradcam_tutorial import colorize, overlay_grid, show_overlay
+from gradcam_tutorial import colorize, overlay, overlay_grid, show_overlay
 
 
 def test_show_overlay_outlines_the_visible_box_and_draws_a_colour_bar():
@@ -35,3 +37,26 @@ def test_overlay_grid_outlines_every_panel_and_uses_the_colour_map_it_is_given()
     assert np.abs(pixel - expected).max() <= 1
     assert fig.axes[-1].get_ylabel() == "Grad-CAM (normalised)", "one shared colour bar"
     plt.close(fig)
+
+
+@pytest.mark.parametrize("height", [1, 511, 512, 513, 1300])
+def test_overlay_in_bands_equals_one_blend_of_the_whole_photo(height):
+    """overlay() works a band of rows at a time; no seam or skipped row may show at any height."""
+    rng = np.random.default_rng(height)
+    photo = rng.integers(0, 256, (height, 37, 3), dtype=np.uint8)
+    heatmap = rng.random((height, 37)).astype(np.float32)
+    whole = cv2.addWeighted(photo, 0.6, colorize(heatmap, "viridis"), 0.4, 0.0)
+    assert np.array_equal(overlay(photo, heatmap, colormap="viridis"), whole)
+    assert np.array_equal(overlay(Image.fromarray(photo), heatmap, colormap="viridis"), whole)
+
+
+def test_explanation_places_each_map_on_request_as_the_stack_does(effnet):
+    from gradcam_tutorial import explain
+    from gradcam_tutorial.images import demo_grid
+
+    grid, tiles = demo_grid()
+    result = explain(grid.crop((0, 0, 512, 300)), *effnet, classes=[tile.class_index for tile in tiles])
+    assert result.heatmaps.shape == (4, 300, 512)
+    for k in range(4):
+        assert np.array_equal(result.heatmap(k), result.heatmaps[k])
+    assert result.heatmaps is result.heatmaps  # made once, then kept

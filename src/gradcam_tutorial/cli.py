@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import re
 import sys
 import warnings
@@ -20,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from .classes import ClassNameError, resolve_class
 from .data import DownloadError
@@ -179,6 +177,17 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-").lower() or "image"
 
 
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """Encode an RGB uint8 array as PNG (OpenCV: several times faster than Pillow's default level
+    on a 40 MP overlay, at a similar size). The array is turned to BGR in place."""
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR, dst=rgb))
+    if not ok:
+        raise OSError(f"cannot encode a {rgb.shape} image as PNG")
+    return encoded.tobytes()
+
+
 def overlay_name(stem: str, index: int, name: str) -> str:
     return f"{stem}__{index:03d}_{_slug(name)[:64]}.png"
 
@@ -284,10 +293,10 @@ def run(args: argparse.Namespace) -> int:
                 folder.check(name)
             claim = {"image": str(job.path), "input": expected, "overlays": names}
             folder.write_record(job.stem, claim, complete=False)  # the overlays below are ours from now on
-            for heatmap, name in zip(explanation.heatmaps, names):
-                png = io.BytesIO()
-                Image.fromarray(overlay(image, heatmap, alpha=args.alpha, colormap=args.colormap)).save(png, format="PNG")
-                folder.write(name, png.getvalue())
+            for k, name in enumerate(names):  # one full-size map at a time: a 40 MP map is 160 MB
+                picture = overlay(image, explanation.heatmap(k), alpha=args.alpha, colormap=args.colormap)
+                folder.write(name, png_bytes(picture))
+                del picture  # before the next map is made
             record = explanation_record(job, explanation, args.model, names, notes)
             folder.write_record(job.stem, {**record, "input": expected, "overlays": names}, complete=True)
         except OutputError as error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -19,17 +20,31 @@ from .viz import heatmap_on_photo
 
 @dataclass(frozen=True)
 class Explanation:
-    """Heatmaps in the photo's own pixel grid, one per explained class, and the top-k predictions."""
+    """One forward pass's explanation: a small heatmap per class, the top-k predictions, and the
+    geometry that places each map on the photo's own pixel grid.
+
+    Full-size maps are made on request (:meth:`heatmap`, :attr:`heatmaps`): on a 40-megapixel photo
+    each one is 160 MB of float32, so code that handles one class at a time never holds them all.
+    """
 
     image: Image.Image
     class_indices: list[int]
     class_names: list[str]
     probabilities: list[float]
-    heatmaps: np.ndarray  # (K, height, width) in [0, 1]
-    small_heatmaps: np.ndarray  # (K, h, w) at the layer's resolution
+    small_heatmaps: np.ndarray  # (K, h, w) in [0, 1], at the layer's resolution
     top_k: list[tuple[int, str, float]]
-    box: tuple[float, float, float, float]
+    box: tuple[float, float, float, float]  # the part of the photo the network saw, exact
+    pixel_box: tuple[int, int, int, int]  # the same in whole pixels: where the input was cropped
     layer: str
+
+    def heatmap(self, k: int) -> np.ndarray:
+        """Class ``k``'s map on the photo's pixel grid, ``(height, width)`` float32 in [0, 1]."""
+        return heatmap_on_photo(self.small_heatmaps[k], self.image.size, self.pixel_box)
+
+    @cached_property
+    def heatmaps(self) -> np.ndarray:
+        """All classes' maps on the photo's pixel grid, ``(K, height, width)``; kept once made."""
+        return np.stack([self.heatmap(k) for k in range(len(self.small_heatmaps))])
 
 
 def explain(
@@ -56,9 +71,6 @@ def explain(
     with GradCAM(model, layer if layer is not None else spec.target_layer) as cam:
         result = cam.compute(x, None if targets is None else [targets])
     small = result.normalized()[0].cpu().numpy().astype(np.float32)
-    box = spec.visible_box(image.size)
-    pixels = spec.pixel_box(image.size)  # the crop the input was made from
-    full = np.stack([heatmap_on_photo(m, image.size, pixels) for m in small])
     probabilities = torch.softmax(result.logits[0], dim=0)
     top = torch.topk(probabilities, k=min(top_k, probabilities.numel()))
     indices = result.class_indices[0].tolist()
@@ -67,9 +79,9 @@ def explain(
         class_indices=indices,
         class_names=[names[i] for i in indices],
         probabilities=[float(p) for p in result.probabilities[0]],
-        heatmaps=full,
         small_heatmaps=small,
         top_k=[(int(i), names[int(i)], float(p)) for p, i in zip(top.values, top.indices)],
-        box=box,
+        box=spec.visible_box(image.size),
+        pixel_box=spec.pixel_box(image.size),
         layer=cam.layer_name,
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 # Pillow's decompression-bomb guard stays on; above this many pixels we also downscale on load so
 # that a heatmap overlay of a giant scan never needs gigabytes.
@@ -57,17 +57,23 @@ def load_image(path: str | Path) -> Image.Image:
         raise ImageError(f"{path}: is {kind}, not a regular file")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that; between the two we
+            # decode and shrink, and say so in our own words below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             # the context manager closes the file even when decoding fails half-way
             with Image.open(path) as opened:
                 n_frames = getattr(opened, "n_frames", 1)
-                if opened.width * opened.height > MAX_PIXELS:
-                    # draft() lets JPEG decode at a reduced scale; others are decoded then shrunk
-                    scale = (MAX_PIXELS / (opened.width * opened.height)) ** 0.5
-                    opened.draft("RGB", (int(opened.width * scale), int(opened.height * scale)))
+                original = opened.size
+                if original[0] * original[1] > MAX_PIXELS:
+                    # draft() lets JPEG decode at a reduced scale; others are decoded, then shrunk
+                    scale = (MAX_PIXELS / (original[0] * original[1])) ** 0.5
+                    opened.draft("RGB", (int(original[0] * scale), int(original[1] * scale)))
                 opened.load()
-                image = to_rgb(_upright(opened))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+                turn = _orientation(opened)  # read before shrinking: a new image may lose the tags
+                image = to_rgb(_shrink(opened))
+                if turn is not None:
+                    image = image.transpose(turn)
+    except Image.DecompressionBombError as error:
         raise ImageError(
             f"{path}: refused, too many pixels for a safe decode ({error}); "
             f"downscale it below {MAX_PIXELS:,} pixels first"
@@ -86,12 +92,31 @@ def load_image(path: str | Path) -> Image.Image:
         raise ImageError(f"{path}: the image data is damaged or truncated ({type(error).__name__}: {error})") from None
     if n_frames > 1:
         warnings.warn(f"{path}: has {n_frames} frames; using the first one", stacklevel=2)
-    if image.width * image.height > MAX_PIXELS:
-        original = image.size
-        scale = (MAX_PIXELS / (image.width * image.height)) ** 0.5
-        image = image.resize((max(1, int(image.width * scale)), max(1, int(image.height * scale))), Image.BILINEAR)
+    if image.size != original and image.size != original[::-1]:
         warnings.warn(f"{path}: {original[0]}x{original[1]} pixels; downscaled to {image.width}x{image.height}", stacklevel=2)
     return image
+
+
+def _shrink(image: Image.Image) -> Image.Image:
+    """Resize a decoded picture above :data:`MAX_PIXELS` to just below it, before any conversion.
+
+    Resizing in the file's own mode costs one smaller copy, where converting a 16-bit or palette
+    picture to RGB first would cost several full-size ones; ``reducing_gap`` box-averages by a whole
+    factor first, which is fast and as sharp. 1-bit pictures are averaged as grey, palette ones as
+    RGB (averaging palette indices would be meaningless).
+    """
+    pixels = image.width * image.height
+    if pixels <= MAX_PIXELS:
+        return image
+    scale = (MAX_PIXELS / pixels) ** 0.5
+    size = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
+    if image.mode.startswith("I;16"):  # resized as 16-bit (Pillow cannot box-reduce it), white stays 65535
+        return image.resize(size, Image.BILINEAR)
+    if image.mode == "1":
+        image = image.convert("L")
+    elif image.mode in ("P", "PA"):
+        image = to_rgb(image)
+    return image.resize(size, Image.BILINEAR, reducing_gap=2.0)
 
 
 # EXIF orientation -> the transpose that shows the picture upright (the EXIF 2.3 definitions)
@@ -106,17 +131,16 @@ _ORIENTATIONS = {
 }
 
 
-def _upright(image: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation, also when another EXIF tag is damaged.
+def _orientation(image: Image.Image) -> Image.Transpose | None:
+    """The transpose that shows the picture upright, from its EXIF (or XMP) orientation.
 
-    ``ImageOps.exif_transpose`` re-writes the whole EXIF block after turning the picture and fails
-    on a tag stored with the wrong type (``struct.error``); the orientation alone is enough to turn it.
+    Only the orientation tag is read, so a damaged tag elsewhere in the EXIF block (one stored with
+    the wrong type makes ``ImageOps.exif_transpose`` fail) does not cost the picture its rotation.
     """
     try:
-        return ImageOps.exif_transpose(image)
-    except Exception:  # noqa: BLE001 - a damaged EXIF block must not cost the picture
-        method = _ORIENTATIONS.get(image.getexif().get(0x0112))
-        return image.transpose(method) if method is not None else image.copy()
+        return _ORIENTATIONS.get(image.getexif().get(0x0112))
+    except Exception:  # noqa: BLE001 - an unreadable EXIF block means no known orientation
+        return None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -128,14 +152,18 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        grey = np.clip(values / _white_level(image.mode, values) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        values = np.array(image, dtype=np.float32)  # a writable copy, exact for 16-bit data
+        np.nan_to_num(values, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        values *= np.float32(255.0 / _white_level(image.mode, values))
+        values += np.float32(0.5)
+        grey = np.clip(values, 0, 255, out=values).astype(np.uint8)
+        del values
         return Image.fromarray(grey, "L").convert("RGB")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode in ("RGB", "L") and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")  # no copy of a 40 MP photo for nothing
 
 
 def _white_level(mode: str, values: np.ndarray) -> float:

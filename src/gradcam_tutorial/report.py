@@ -105,7 +105,7 @@ def pointing_by_layer(model: nn.Module, spec: ModelSpec, layers: Sequence[str] |
     out = {}
     for layer in layers or candidate_layers(spec):
         explanation = explain(grid, model, spec, classes=[tile.class_index for tile in tiles], layer=layer)
-        out[layer] = [metrics.pointing_game(explanation.heatmaps[k], boxes, k) for k in range(len(tiles))]
+        out[layer] = [metrics.pointing_game(explanation.heatmap(k), boxes, k) for k in range(len(tiles))]
     return out
 
 

@@ -17,6 +17,10 @@ from PIL import Image
 COLORMAPS = {"jet": cv2.COLORMAP_JET, "viridis": cv2.COLORMAP_VIRIDIS, "inferno": cv2.COLORMAP_INFERNO}
 
 
+# overlay() colours and blends this many rows at a time: a few MB of temporaries at any photo size
+_BAND_ROWS = 512
+
+
 def resize_heatmap(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of an ``(h, w)`` map to ``size = (width, height)``, float32."""
     return cv2.resize(np.asarray(heatmap, dtype=np.float32), size, interpolation=cv2.INTER_LINEAR)
@@ -31,9 +35,12 @@ def heatmap_on_photo(heatmap: np.ndarray, photo_size: tuple[int, int], box: tupl
     """
     width, height = photo_size
     x0, y0, x1, y1 = box
-    full = np.zeros((height, width), dtype=np.float32)
-    full[y0:y1, x0:x1] = resize_heatmap(heatmap, (x1 - x0, y1 - y0))
-    return np.clip(full, 0.0, 1.0)
+    placed = resize_heatmap(heatmap, (x1 - x0, y1 - y0))
+    if placed.shape != (height, width):  # only a crop was seen: zeros around it
+        full = np.zeros((height, width), dtype=np.float32)
+        full[y0:y1, x0:x1] = placed
+        placed = full
+    return np.clip(placed, 0.0, 1.0, out=placed)
 
 
 def colorize(heatmap: np.ndarray, colormap: str = "jet") -> np.ndarray:
@@ -51,14 +58,29 @@ def overlay(
 
     The heatmap is resized to the photo first if needed; input and output are RGB uint8.
     """
-    photo = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
-    if photo.ndim != 3 or photo.shape[2] != 3:
-        raise ValueError(f"photo must be RGB (h, w, 3); got shape {photo.shape}")
-    height, width = photo.shape[:2]
+    if isinstance(image, Image.Image):
+        picture = image if image.mode == "RGB" else image.convert("RGB")
+        width, height = picture.size
+
+        def band(top: int, bottom: int) -> np.ndarray:  # a few rows at a time, never the whole array
+            return np.asarray(picture.crop((0, top, width, bottom)))
+    else:
+        photo = np.asarray(image)
+        if photo.ndim != 3 or photo.shape[2] != 3:
+            raise ValueError(f"photo must be RGB (h, w, 3); got shape {photo.shape}")
+        height, width = photo.shape[:2]
+
+        def band(top: int, bottom: int) -> np.ndarray:
+            return photo[top:bottom].astype(np.uint8, copy=False)
+
     if heatmap.shape != (height, width):
         heatmap = resize_heatmap(heatmap, (width, height))
-    colour = colorize(heatmap, colormap)
-    return cv2.addWeighted(photo.astype(np.uint8), 1.0 - alpha, colour, alpha, 0.0)
+    blended = np.empty((height, width, 3), dtype=np.uint8)
+    for top in range(0, height, _BAND_ROWS):  # in bands, so a 40 MP photo needs no full-size temporaries
+        bottom = min(top + _BAND_ROWS, height)
+        colour = colorize(heatmap[top:bottom], colormap)
+        cv2.addWeighted(band(top, bottom), 1.0 - alpha, colour, alpha, 0.0, dst=blended[top:bottom])
+    return blended
 
 
 def _outline(ax, box: Sequence[float]) -> None:
