@@ -130,6 +130,8 @@ def test_rank_correlation_known_values():
     assert metrics.rank_correlation(a, np.exp(3 * a)) == pytest.approx(1.0)  # ranks only
     assert metrics.rank_correlation(a, np.zeros_like(a)) == 0.0
     assert metrics.rank_correlation(np.full((7, 7), np.nan), a) == 0.0
+    assert metrics.rank_correlation(a * 1e-14, a) == pytest.approx(1.0)  # tiny but not flat: still ranks
+    assert metrics.rank_correlation(np.full((7, 7), 1e-14), a) == 0.0
     with pytest.raises(ValueError):
         metrics.rank_correlation(a, np.zeros((3, 3)))
 

@@ -264,7 +264,15 @@ def increase_in_confidence(full: Sequence[float], explained: Sequence[float]) ->
 
 
 def _is_flat(values: np.ndarray) -> bool:
-    return not np.all(np.isfinite(values)) or float(np.ptp(values)) <= 1e-12 * max(1.0, float(np.abs(values).max()))
+    """No ranking: non-finite, or no spread beyond float rounding *relative to the map's own scale*.
+
+    Relative, because the gradient of a fully randomised network is about 1e-14 everywhere and still
+    ranks its pixels; an absolute threshold would call it flat and score it 0 instead of measuring it.
+    """
+    if not np.all(np.isfinite(values)):
+        return True
+    scale = float(np.abs(values).max())
+    return scale == 0.0 or float(np.ptp(values)) <= 1e-12 * scale
 
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,0 +1,231 @@
+"""ROAD: remove pixels without painting them grey, so the score measures the map, not the grey.
+
+Deletion (Petsiuk et al. 2018) replaces removed pixels with one colour, and the sharp edges of the
+removed shape can themselves change the class; the model may then be "reading the mask" rather than
+missing the evidence. ROAD (Rong et al. 2022, "A Consistent and Efficient Evaluation Strategy for
+Attribution Methods", ICML) instead fills the removed pixels by *noisy linear imputation*: every
+removed pixel equals the weighted mean of its 8 neighbours (direct neighbours 1/6, diagonal 1/12;
+neighbours outside the image are dropped and the remaining weights renormalised), kept pixels are
+fixed, and Gaussian noise is added to the filled-in pixels only. The fill carries no information
+beyond what the kept pixels already show, so the class probability after removal tells how much
+evidence the removed pixels held.
+
+Orders: MoRF removes the p % *most* relevant pixels (a faithful map makes the probability fall:
+low mean), LeRF the p % *least* relevant (a faithful map keeps it high: high mean). Each map is
+summarised by its mean probability over the percentages per order, and by the gap LeRF - MoRF
+(higher = more faithful). Ties in the saliency order are broken by a seeded random permutation
+(:func:`~gradcam_tutorial.metrics.saliency_rank`), so a flat map gains nothing from raster order.
+
+Choices written down:
+
+* p % of ``H * W`` pixels is ``rint(p / 100 * H * W)`` pixels (round half to even).
+* Noise std 0.01 in the network's normalised input, the value of Rong et al.'s code and of
+  pytorch-grad-cam's ``NoisyLinearImputer``; it only keeps the fill from being perfectly smooth.
+* The linear system is symmetric positive definite (the weights are symmetric in the offset). It is
+  solved exactly, in float64, with one sparse LU factorisation (SuperLU, no pivoting) shared by the
+  colour channels. Unknowns are numbered in a geometric nested-dissection order of the pixel grid
+  (halves first, the separating row or column last), which on 224 x 224 inputs factorises about
+  twice as fast as SuperLU's own minimum-degree ordering, with similar fill.
+* Removing every pixel leaves nothing to interpolate from (the system is singular): that is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from scipy.sparse.linalg import splu
+from torch import nn
+
+from .metrics import class_probabilities, saliency_rank
+
+NOISE_STD = 0.01
+ORDERS = ("morf", "lerf")
+# (row offset, column offset, weight): direct neighbours 1/6, diagonal ones 1/12 (sum 1)
+NEIGHBOURS = tuple(
+    (dy, dx, 1 / 12 if dy and dx else 1 / 6) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx
+)
+
+Map = torch.Tensor | np.ndarray
+
+
+@lru_cache(maxsize=8)
+def _dissection_order(height: int, width: int, leaf: int = 2) -> np.ndarray:
+    """Flat pixel indices in nested-dissection order: each half before the line that splits them.
+
+    With 8-neighbour coupling one row (or column) separates the two halves, so eliminating the
+    halves first keeps LU fill near the O(n log n) optimum for grids. Any subset of pixels inherits
+    a valid order (a separator's remnant still separates), so one order per image size serves all masks.
+    """
+    out: list[np.ndarray] = []
+
+    def split(block: np.ndarray) -> None:
+        rows, cols = block.shape
+        if rows * cols == 0:
+            return
+        if rows <= leaf and cols <= leaf:
+            out.append(block.ravel())
+        elif rows >= cols:
+            split(block[: rows // 2])
+            split(block[rows // 2 + 1:])
+            out.append(block[rows // 2])
+        else:
+            split(block[:, : cols // 2])
+            split(block[:, cols // 2 + 1:])
+            out.append(block[:, cols // 2])
+
+    split(np.arange(height * width).reshape(height, width))
+    order = np.concatenate(out)
+    order.flags.writeable = False
+    return order
+
+
+def _linear_system(removed: np.ndarray) -> tuple[sp.csc_matrix, sp.csr_matrix, np.ndarray]:
+    """Matrix ``M`` over the removed pixels and coupling ``K`` to all pixels: ``M x = K @ image``.
+
+    Row i says ``sum_j w_ij * (x_i - v_j) = 0`` over the in-image neighbours j of removed pixel i,
+    i.e. ``x_i`` is their renormalised weighted mean. Unknown neighbours go into ``M``; known ones
+    into ``K`` (columns are flat pixel indices, removed pixels' columns are never used). Unknown i
+    is pixel ``pixels[i]``, numbered in :func:`_dissection_order`.
+    """
+    height, width = removed.shape
+    flat = removed.ravel()
+    order = _dissection_order(height, width)
+    pixels = order[flat[order]]
+    n = pixels.size
+    unknown_id = np.full(flat.size, -1)
+    unknown_id[pixels] = np.arange(n)
+    rows, cols = np.divmod(pixels, width)
+    diagonal = np.zeros(n)
+    m_rows, m_cols, m_vals, k_rows, k_cols, k_vals = [], [], [], [], [], []
+    for dy, dx, weight in NEIGHBOURS:
+        r, c = rows + dy, cols + dx
+        inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
+        eq = np.flatnonzero(inside)
+        neighbour = r[inside] * width + c[inside]
+        diagonal[eq] += weight
+        also_removed = flat[neighbour]
+        m_rows.append(eq[also_removed])
+        m_cols.append(unknown_id[neighbour[also_removed]])
+        k_rows.append(eq[~also_removed])
+        k_cols.append(neighbour[~also_removed])
+        m_vals.append(np.full(also_removed.sum(), -weight))
+        k_vals.append(np.full((~also_removed).sum(), weight))
+    m_rows.append(np.arange(n))
+    m_cols.append(np.arange(n))
+    m_vals.append(diagonal)
+    matrix = sp.csc_matrix((np.concatenate(m_vals), (np.concatenate(m_rows), np.concatenate(m_cols))), shape=(n, n))
+    coupling = sp.csr_matrix((np.concatenate(k_vals), (np.concatenate(k_rows), np.concatenate(k_cols))), shape=(n, flat.size))
+    return matrix, coupling, pixels
+
+
+def impute(
+    image: torch.Tensor,
+    removed: torch.Tensor | np.ndarray,
+    noise_std: float = NOISE_STD,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """A copy of ``image`` (C, H, W) whose ``removed`` (H, W) pixels are linearly imputed plus noise.
+
+    Kept pixels are returned bit for bit; noise ``N(0, noise_std^2)`` (from ``generator``, or the
+    global RNG) is added to the imputed pixels only, drawn as a ``(C, n_removed)`` block in raster order.
+    """
+    removed = torch.as_tensor(np.asarray(removed) if isinstance(removed, np.ndarray) else removed).bool().cpu()
+    if image.dim() != 3 or tuple(removed.shape) != tuple(image.shape[-2:]):
+        raise ValueError(f"image {tuple(image.shape)} must be (C, H, W) and mask {tuple(removed.shape)} (H, W)")
+    out = image.detach().contiguous().clone()
+    mask = removed.numpy()
+    if not mask.any():
+        return out
+    if mask.all():
+        raise ValueError("every pixel is removed: there is nothing left to impute from")
+    matrix, coupling, pixels = _linear_system(mask)
+    values = out.reshape(out.shape[0], -1).cpu().double().numpy()
+    rhs = coupling @ values.T  # (n, C)
+    # SPD matrix, already well ordered: keep our order, skip pivoting
+    solver = splu(matrix, permc_spec="NATURAL", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+    filled = np.empty_like(values)
+    filled[:, pixels] = solver.solve(np.asfortranarray(rhs)).T
+    raster = np.sort(pixels)
+    imputed = torch.from_numpy(filled[:, raster])
+    if noise_std:
+        imputed = imputed + noise_std * torch.randn(imputed.shape, generator=generator, dtype=torch.float64)
+    flat = out.view(out.shape[0], -1)
+    flat[:, torch.from_numpy(raster).to(out.device)] = imputed.to(out.dtype).to(out.device)
+    return out
+
+
+def removal_count(n_pixels: int, percentage: float) -> int:
+    """How many of ``n_pixels`` make ``percentage`` % (0..100), rounded half to even."""
+    if not 0 <= percentage <= 100:
+        raise ValueError(f"percentage {percentage} is outside 0..100")
+    return int(np.rint(percentage / 100 * n_pixels))
+
+
+def removed_masks(saliency: Map, percentages: Sequence[float], order: str, seed: int = 0) -> torch.Tensor:
+    """``(len(percentages), H, W)`` bool: the p % most (``"morf"``) or least (``"lerf"``) relevant pixels.
+
+    The order is :func:`saliency_rank`'s, so ties fall in a seeded random order and both orders use
+    the same tie-break: MoRF at p and LeRF at 100 - p remove complementary sets.
+    """
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, not {order!r}")
+    rank = saliency_rank(saliency, seed)
+    n = rank.numel()
+    if order == "lerf":
+        rank = n - 1 - rank
+    counts = torch.tensor([removal_count(n, p) for p in percentages], dtype=rank.dtype)
+    return (rank[None, :] < counts[:, None]).reshape(len(counts), *np.shape(saliency))
+
+
+def road_inputs(
+    image: torch.Tensor,
+    saliency: Map,
+    percentages: Sequence[float],
+    order: str,
+    noise_std: float = NOISE_STD,
+    seed: int = 0,
+) -> torch.Tensor:
+    """``(len(percentages), C, H, W)`` imputed copies of ``image``, one per removal percentage.
+
+    ``seed`` fixes both the tie-break and the noise (one generator, drawn in percentage order), so
+    different maps of the same image see the same noise stream: their scores differ by the map only.
+    """
+    image = image.squeeze(0) if image.dim() == 4 else image
+    if tuple(np.shape(saliency)) != tuple(image.shape[-2:]):
+        raise ValueError(f"saliency map has shape {tuple(np.shape(saliency))}, input is {tuple(image.shape[-2:])}")
+    generator = torch.Generator().manual_seed(seed)
+    masks = removed_masks(saliency, percentages, order, seed)
+    return torch.stack([impute(image, mask, noise_std, generator) for mask in masks])
+
+
+def road_scores(
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
+    image: torch.Tensor,
+    saliencies: Sequence[Map],
+    class_idx: int,
+    percentages: Sequence[float],
+    noise_std: float = NOISE_STD,
+    seed: int = 0,
+    chunk: int = 16,
+) -> dict[str, np.ndarray]:
+    """Class probabilities after ROAD removal: ``{"morf": (n_maps, n_pct), "lerf": (n_maps, n_pct)}``.
+
+    ``model`` should be in eval mode; :func:`~gradcam_tutorial.metrics.channels_last_copy` of it is
+    faster on CPU. All imputed inputs are scored in batches of ``chunk``.
+    """
+    image = image.squeeze(0) if image.dim() == 4 else image
+    batch = torch.cat([
+        road_inputs(image, saliency, percentages, order, noise_std, seed)
+        for saliency in saliencies for order in ORDERS
+    ])
+    probs = class_probabilities(model, batch, class_idx, chunk).reshape(len(saliencies), len(ORDERS), len(percentages))
+    return {order: probs[:, i] for i, order in enumerate(ORDERS)}
+
+
+def road_gap(scores: dict[str, np.ndarray]) -> np.ndarray:
+    """Per map: mean LeRF probability minus mean MoRF probability (higher = more faithful)."""
+    return np.asarray(scores["lerf"]).mean(-1) - np.asarray(scores["morf"]).mean(-1)
