@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -33,6 +34,9 @@ def test_table_names_every_method_and_goal(results):
     for key in bench.TIMING_KEYS:
         assert f" {key.removesuffix('_ms')} " in table
     assert table.count("goal ") == len(bench.GOALS)
+    plain = bench.format_table(results, goals=False)
+    assert "goal" not in plain and not re.search(r"\b(met|MISSED)\b", plain)
+    assert all(f" {key.removesuffix('_ms')} " in plain for key in bench.TIMING_KEYS)
 
 
 def test_naive_version_computes_grad_cam():

@@ -10,7 +10,9 @@ import pytest
 from gradcam_tutorial import metrics, report
 from gradcam_tutorial.data import imagenet_samples
 
-N_PHOTOS = 4
+N_PHOTOS = 4  # faithfulness photos, of which CHECK_PHOTOS also run at twice the steps
+CHECK_PHOTOS = 2
+VAL_PHOTOS = 8
 STEPS = 4
 METHODS = {"gradcam", "random", "center", "last_conv"}
 
@@ -18,7 +20,12 @@ METHODS = {"gradcam", "random", "center", "last_conv"}
 @pytest.fixture(scope="module")
 def produced(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    code = report.main(["--photos", str(N_PHOTOS), "--sanity-photos", "2", "--steps", str(STEPS), "--out", str(out)])
+    results = out / "results" / "report-full.json"
+    code = report.main([
+        "--val-photos", str(VAL_PHOTOS), "--faith-photos", str(N_PHOTOS), "--check-photos", str(CHECK_PHOTOS),
+        "--sanity-photos", "2", "--steps", str(STEPS), "--out", str(out), "--results", str(results),
+    ])
+    assert results.read_text() == (out / "metrics.json").read_text()
     return code, out, json.loads((out / "metrics.json").read_text())
 
 
@@ -77,3 +84,69 @@ def test_figures_are_png(produced):
     _, out, _ = produced
     for name in ("curves.png", "auc.png", "sanity.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_results_have_the_keys_the_issue_lists(produced):
+    _, _, data = produced
+    spec = __import__("gradcam_tutorial").get_spec("efficientnet_lite0")
+    assert data["val"]["n_photos"] == VAL_PHOTOS and 0 <= data["val"]["top1"] <= data["val"]["top5"] <= 1
+    loc = data["localisation"]
+    assert loc["n_photos"] == VAL_PHOTOS and loc["default_layer"] == spec.target_layer
+    for method in [*report.candidate_layers(spec), "center", "random"]:
+        for measure in ("energy", "pointing"):
+            low, high = loc[method][measure]["ci95"]
+            assert 0 <= low <= loc[method][measure]["mean"] <= high <= 1
+    assert 0 < loc["chance_pointing"] <= 1 and 0 < loc["chance_energy"] <= 1
+    assert len(loc["energy_diff_vs_center_ci95"]) == len(loc["pointing_diff_vs_center_ci95"]) == 2
+    assert loc["small_objects"]["n_photos"] <= VAL_PHOTOS
+    sanity = data["sanity"]
+    assert sanity["n_photos"] == 2 and set(sanity["final_abs_spearman"]) == {"gradcam", "guided_backprop", "gradient"}
+    assert 0 <= sanity["reference_abs_spearman"] <= 1
+    faith = data["faithfulness"]
+    assert faith["steps"] == STEPS and faith["n_photos"] == N_PHOTOS
+    assert faith["steps_check"]["n_photos"] == CHECK_PHOTOS
+    assert set(faith["steps_check"]["auc_by_steps"]) == {str(STEPS // 2), str(STEPS), str(2 * STEPS)}
+    road = faith["road"]
+    assert road["n_photos"] == N_PHOTOS and road["percentages"] == [10.0, 30.0, 50.0, 70.0, 90.0]
+    for method in METHODS:
+        assert road[method]["gap"]["mean"] == pytest.approx(road[method]["lerf"]["mean"] - road[method]["morf"]["mean"], abs=2e-4)
+    for key in ("avg_drop_ci95", "increase_in_confidence_ci95"):
+        for method in METHODS:
+            low, high = data[key][method]
+            assert low <= data[key.removesuffix("_ci95")][method] + 1e-4 and data[key.removesuffix("_ci95")][method] <= high + 1e-4
+    cost = data["cost"]
+    assert cost["seconds_per_photo"] > 0 and cost["forward_budget_ratio"] > 0
+    # every image that went through the network was counted: accuracy alone is VAL_PHOTOS + 500
+    assert cost["forward_counts"]["inference"] >= VAL_PHOTOS + 500
+    config = data["config"]
+    assert config["model"] == "efficientnet_lite0" and config["layers"] == report.candidate_layers(spec)
+    assert len(config["input_sha256"]["all"]) == 64 and "torch" in config["versions"]
+
+
+def test_faithfulness_with_fewer_steps_is_every_other_point_of_more_steps(effnet):
+    """Subsampling a 2S-step run gives exactly what an S-step run measures (same pixels removed)."""
+    from gradcam_tutorial.data import imagenet_val
+
+    photos = report.spread(list(imagenet_val()), 2)
+    fine = report.evaluate_faithfulness(*effnet, photos, steps=8)
+    coarse = report.evaluate_faithfulness(*effnet, photos, steps=4)
+    np.testing.assert_allclose(fine.subsampled(4).deletion, coarse.deletion, atol=1e-5)
+    np.testing.assert_allclose(fine.subsampled(4).insertion, coarse.insertion, atol=1e-5)
+    with pytest.raises(ValueError):
+        fine.subsampled(3)
+
+
+def test_sanity_reference_is_the_similarity_of_neighbouring_photos(effnet):
+    """Each photo's map against the next photo's map (the last against the first), per method."""
+    from gradcam_tutorial.data import imagenet_val
+
+    model, spec = effnet
+    photos = report.spread(list(imagenet_val()), 3)
+    sanity = report.sanity_check(model, spec, photos, depths=[1], methods=("gradcam", "guided_backprop"))
+    maps = [report.saliency_maps(model, spec, report.model_input(p, spec), p.class_index, ("gradcam", "guided_backprop")) for p in photos]
+    for method in ("gradcam", "guided_backprop"):
+        expected = [abs(metrics.rank_correlation(maps[i][method], maps[(i + 1) % 3][method])) for i in range(3)]
+        np.testing.assert_allclose(sanity.reference[method], expected, atol=1e-6)
+        assert sanity.spearman[method].shape == (3, 1)
+    # only the classifier is random at depth 1: Guided Backprop barely notices, Grad-CAM does
+    assert np.abs(sanity.spearman["guided_backprop"]).mean() > 0.9 > np.abs(sanity.spearman["gradcam"]).mean()

@@ -218,8 +218,9 @@ def run_benchmark(
         torch.set_num_threads(previous_threads)
 
 
-def format_table(results: dict[str, dict[str, object]]) -> str:
-    """Timings in ms per model and method (with the multiple of a forward pass), then the goals."""
+def format_table(results: dict[str, dict[str, object]], goals: bool = True) -> str:
+    """Timings in ms per model and method (with the multiple of a forward pass), then the goals
+    (``goals=False`` leaves out the verdicts, e.g. for a run too short to judge them)."""
     lines = []
     for name, entry in results.items():
         forward = {"_batch8_ms": float(entry["forward_batch8_ms"]), "_ms": float(entry["forward_ms"])}  # type: ignore[arg-type]
@@ -229,7 +230,7 @@ def format_table(results: dict[str, dict[str, object]]) -> str:
             value = float(entry[key])  # type: ignore[arg-type]
             reference = forward["_batch8_ms"] if key.endswith("_batch8_ms") else forward["_ms"]
             lines.append(f"  {key.removesuffix('_ms'):<24}{value:>10.1f}{value / reference:>11.2f}")
-        for ratio, value in entry["ratios"].items():  # type: ignore[union-attr]
+        for ratio, value in entry["ratios"].items() if goals else ():  # type: ignore[union-attr]
             comparison, bound = GOALS[ratio]
             verdict = "met" if goal_met(ratio, value) else "MISSED"
             lines.append(f"  goal {ratio:<27} {value:7.2f} {comparison} {bound:<5} {verdict}")

