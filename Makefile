@@ -14,7 +14,7 @@ endif
 export PYTHONHASHSEED := 0
 NOTEBOOKS := $(sort $(wildcard notebooks/*.py))
 EXECUTED := $(NOTEBOOKS:.py=.ipynb)
-NB := $(BIN)/python -m gradcam_tutorial.notebooks
+NB := $(BIN)/python -m gradcam_tutorial.publishing.notebooks
 
 .PHONY: venv system-deps test test-fast test-publish nbval notebooks notebooks-diff references lab report report-full bench soak clean
 
@@ -86,20 +86,20 @@ lab: venv
 
 # Execute the notebooks into build/ and render the HTML site and the Jekyll posts from them.
 report: venv
-	$(BIN)/python -m gradcam_tutorial.notebooks execute --out build/executed $(NOTEBOOKS)
-	$(BIN)/python -m gradcam_tutorial.publish --notebooks build/executed --sources notebooks --out build
+	$(BIN)/python -m gradcam_tutorial.publishing.notebooks execute --out build/executed $(NOTEBOOKS)
+	$(BIN)/python -m gradcam_tutorial.publishing.publish --notebooks build/executed --sources notebooks --out build
 
 # The report's full evaluation on the 1000 mirrored validation photos (about half an hour on two
 # cores): build/report/ and the committed copy of its numbers, results/report-full.json.
 report-full: venv
-	$(BIN)/python -m gradcam_tutorial.report --out build/report --results results/report-full.json
+	$(BIN)/python -m gradcam_tutorial.evaluation.report --out build/report --results results/report-full.json
 
 bench: venv
-	$(BIN)/python -m gradcam_tutorial.bench --out build/bench.json
-	$(BIN)/python -m gradcam_tutorial.bench_memory --out build/bench-memory.json
+	$(BIN)/python benchmarks/bench.py --out build/bench.json
+	$(BIN)/python benchmarks/bench_memory.py --out build/bench-memory.json
 
 soak: venv
-	$(BIN)/python -m gradcam_tutorial.soak --calls 500 --constructions 50
+	$(BIN)/python benchmarks/soak.py --calls 500 --constructions 50
 
 clean:
 	rm -rf build

@@ -41,10 +41,10 @@
 # photos, the sanity check on 50, faithfulness on 300; about half an hour on two cores) and commits
 # its numbers to `results/report-full.json`, which this notebook loads. Each section also runs the
 # same code live on a few photos, so you can see it work and change it; the live numbers are noisy,
-# the full run's are the ones to quote. The definitions live in `gradcam_tutorial.metrics`,
-# `.localisation` and `.road` (each tested on synthetic cases with known answers, and against
-# Quantus and pytorch-grad-cam where they implement the same metric); the loops in
-# `gradcam_tutorial.report`.
+# the full run's are the ones to quote. The definitions live in `gradcam_tutorial.evaluation`
+# (`.faithfulness`, `.localisation`, `.road`, `.sanity`; each tested on synthetic cases with known
+# answers, and against Quantus and pytorch-grad-cam where they implement the same metric); the
+# loops in `gradcam_tutorial.evaluation.report`.
 
 # %% tags=["setup"]
 # %matplotlib inline
@@ -61,7 +61,8 @@ import torch
 import torchvision
 
 from gradcam_tutorial import create_model, demo_grid, explain, overlay_grid
-from gradcam_tutorial import metrics, report
+from gradcam_tutorial.evaluation import baselines, faithfulness, report
+from gradcam_tutorial.evaluation.sanity import randomisation_stages
 from gradcam_tutorial.data import imagenet_val, sha256sum
 
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))  # the committed outputs are tested with 2 and 1
@@ -245,7 +246,7 @@ localisation_table(small)
 # that level. First the maps themselves, for the cat of the demo grid, then the numbers.
 
 # %%
-stages = metrics.randomisation_stages(model)
+stages = randomisation_stages(model)
 cat = tiles[0]
 columns, maps = report.randomised_maps(model, spec, grid, cat.class_index, depths=[1, 3, 7, 16, len(stages)], seed=SEED)
 fig, axes = plt.subplots(len(maps), len(columns), figsize=(2.1 * len(columns), 2.2 * len(maps)), squeeze=False)
@@ -455,7 +456,7 @@ print(f"{'ours, gradcam (full run)':<26}{full['avg_drop']['gradcam']:>14.4f}{ful
 # anything near 1 would mean a different method.
 
 # %%
-from gradcam_tutorial.peers import compare_with_peers
+from gradcam_tutorial.evaluation.peers import compare_with_peers
 
 x_grid = spec.preprocess(grid)
 peer_worst = []
@@ -476,7 +477,7 @@ for tile in tiles:
 # numbers.
 
 # %% tags=["nbval-skip"]
-from gradcam_tutorial.bench import format_table, run_benchmark
+from gradcam_tutorial.evaluation.cost import format_table, run_benchmark
 
 print("threads", torch.get_num_threads())
 print(format_table(run_benchmark(model_names=(MODEL,), repeats=5, warmup=2), goals=False))
@@ -500,10 +501,10 @@ print(f"those passes alone, batched: {cost['forward_budget_seconds'] / 60:.1f} m
 # %% tags=["nbval-skip"]
 import time
 
-from gradcam_tutorial import road as road_metric
+from gradcam_tutorial.evaluation import road as road_metric
 
 x_cat = spec.preprocess(grid)[0]
-noise_map = metrics.upsample(metrics.random_map((7, 7), SEED), tuple(x_cat.shape[-2:]))
+noise_map = faithfulness.upsample(baselines.random_map((7, 7), SEED), tuple(x_cat.shape[-2:]))
 timings = []
 for percentage in full["faithfulness"]["road"]["percentages"]:
     started = time.perf_counter()
@@ -552,7 +553,7 @@ print("steps", STEPS, "| seed", SEED, "| live photos: localisation", LOC_PHOTOS,
 # read from the committed file, so nbval compares them as printed.
 
 # %%
-from gradcam_tutorial.reference import check
+from gradcam_tutorial.publishing.reference import check
 
 numbers = {
     "pointing_shares": [[r.shares[k] for k, r in enumerate(results)] for results in pointing.values()],

@@ -55,7 +55,7 @@ from gradcam_tutorial import (
 from gradcam_tutorial import classes as C
 from gradcam_tutorial.data import CAT_AND_DOG, DownloadError, fetch
 from gradcam_tutorial.layers import trace_spatial_outputs
-from gradcam_tutorial.metrics import region_shares
+from gradcam_tutorial.regions import region_shares
 from gradcam_tutorial.classes import post_categories
 from gradcam_tutorial.viz import colorize
 
@@ -703,7 +703,7 @@ print(f"a share differs between the layers by {np.abs(first - second).max():.2f}
 # number moves further.
 
 # %%
-from gradcam_tutorial.reference import check
+from gradcam_tutorial.publishing.reference import check
 
 numbers = {
     "top5_indices": indices,

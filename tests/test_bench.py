@@ -9,7 +9,10 @@ import pytest
 import torch
 import torchvision
 
-from gradcam_tutorial import GradCAM, bench
+from gradcam_tutorial import GradCAM
+import bench as bench_script  # benchmarks/bench.py, on pytest's pythonpath
+
+from gradcam_tutorial.evaluation import cost as bench
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +62,10 @@ def test_command_line_writes_json(tmp_path, monkeypatch, capsys):
         calls.append((tuple(models), repeats, warmup, threads))
         return {"resnet18": {**{key: 1.0 for key in bench.TIMING_KEYS}, "ratios": {}, "goals": {}}}
 
-    monkeypatch.setattr(bench, "run_benchmark", fake_run)
-    monkeypatch.setattr(bench, "format_table", lambda results: "TABLE")
+    monkeypatch.setattr(bench_script, "run_benchmark", fake_run)
+    monkeypatch.setattr(bench_script, "format_table", lambda results: "TABLE")
     out = tmp_path / "sub" / "bench.json"
-    assert bench.main(["--out", str(out), "--repeats", "3", "--models", "resnet18"]) == 0
+    assert bench_script.main(["--out", str(out), "--repeats", "3", "--models", "resnet18"]) == 0
     assert calls == [(("resnet18",), 3, 2, 2)]
     assert json.loads(out.read_text())["resnet18"]["forward_ms"] == 1.0
     assert "TABLE" in capsys.readouterr().out

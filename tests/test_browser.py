@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from test_publish import COMMITTED, ROOT, write_synthetic
 
-from gradcam_tutorial import publish
+from gradcam_tutorial.publishing import publish
 
 pytestmark = pytest.mark.browser
 

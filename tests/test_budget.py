@@ -6,23 +6,24 @@ import copy
 
 import pytest
 
-from gradcam_tutorial import GradCAM, budget, metrics
-from gradcam_tutorial.saliency import guided_backprop
+from gradcam_tutorial import GradCAM
+from gradcam_tutorial.evaluation import budget, faithfulness, saliency
+from gradcam_tutorial.evaluation.saliency import guided_backprop
 
 
 def test_counting_sees_every_kind_and_every_copy(effnet, grid):
     model, spec = effnet
     x = spec.preprocess(grid[0])
     with budget.counting(model) as counts:
-        scorer = metrics.channels_last_copy(model)  # a copy made while counting counts too
-        metrics.class_probabilities(scorer, x.repeat(3, 1, 1, 1), 0)
+        scorer = faithfulness.channels_last_copy(model)  # a copy made while counting counts too
+        faithfulness.class_probabilities(scorer, x.repeat(3, 1, 1, 1), 0)
         with GradCAM(model, spec.target_layer) as cam:
             cam.compute(x.repeat(2, 1, 1, 1), [1, 2])
-        metrics.gradient_saliency(model, x, 0)
+        saliency.gradient_saliency(model, x, 0)
         guided_backprop(copy.deepcopy(model), x, 0)
     assert dict(counts) == {"inference": 3, "gradcam": 2, "input_gradient": 2}
-    metrics.class_probabilities(scorer, x, 0)  # after the block nothing counts, copies included
-    metrics.gradient_saliency(model, x, 0)
+    faithfulness.class_probabilities(scorer, x, 0)  # after the block nothing counts, copies included
+    saliency.gradient_saliency(model, x, 0)
     assert dict(counts) == {"inference": 3, "gradcam": 2, "input_gradient": 2}
     assert not model._forward_pre_hooks  # the model is left as found
 

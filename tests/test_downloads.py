@@ -205,12 +205,12 @@ def test_19c_efficientnet_with_corrupted_weights_is_refused(tmp_path, monkeypatc
 def test_19d_every_torch_load_in_the_package_uses_weights_only():
     """A new torch.load without weights_only=True would reopen the pickle hole; find it here."""
     offenders = []
-    for source in Path(gradcam_tutorial.__file__).parent.glob("*.py"):
+    for source in Path(gradcam_tutorial.__file__).parent.rglob("*.py"):
         for node in ast.walk(ast.parse(source.read_text())):
             if isinstance(node, ast.Call) and ast.unparse(node.func) in ("torch.load", "load"):
                 safe = any(k.arg == "weights_only" and ast.unparse(k.value) == "True" for k in node.keywords)
                 if ast.unparse(node.func) == "torch.load" and not safe:
-                    offenders.append(f"{source.name}:{node.lineno}")
+                    offenders.append(f"{source}:{node.lineno}")
     assert offenders == []
 
 

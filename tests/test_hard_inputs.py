@@ -27,7 +27,7 @@ from gradcam_tutorial import (
     ClassNameError, GradCAM, ImageError, LayerError, ModelError, create_model, explain, load_image, resolve_class,
 )
 from gradcam_tutorial.images import to_rgb
-from gradcam_tutorial.metrics import region_shares
+from gradcam_tutorial.regions import region_shares
 from gradcam_tutorial.classes import EGYPTIAN_CAT, PERSIAN_CAT, SIAMESE_CAT, TIGER_CAT
 from gradcam_tutorial.images import MAX_PIXELS
 
@@ -311,7 +311,7 @@ def test_13e_the_whole_cli_holds_one_full_size_map_at_a_time(tmp_path):
 
     Each full-size map is 48 MB of float32 here; holding all ten at once added about 450 MB.
     """
-    from gradcam_tutorial import bench_memory
+    import bench_memory  # benchmarks/, on pytest's pythonpath
 
     one = bench_memory.measure(pixels=12_000_000, classes=1, workdir=tmp_path)
     ten = bench_memory.measure(pixels=12_000_000, classes=10, workdir=tmp_path)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from test_publish import ANCHORS, COMMITTED, ROOT, write_synthetic
 
-from gradcam_tutorial import publish
+from gradcam_tutorial.publishing import publish
 
 pytestmark = pytest.mark.jekyll
 

@@ -32,7 +32,7 @@ import jupytext
 import nbformat
 import pytest
 
-from gradcam_tutorial import publish
+from gradcam_tutorial.publishing import publish
 
 pytestmark = pytest.mark.browser
 

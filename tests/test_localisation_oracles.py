@@ -1,4 +1,4 @@
-"""The localisation scores (:mod:`gradcam_tutorial.localisation`) against independent computations.
+"""The localisation scores (:mod:`gradcam_tutorial.evaluation.localisation`) against independent computations.
 
 * Energy against Quantus' ``RelevanceMassAccuracy`` and the pointing game against Quantus'
   ``PointingGame`` (Quantus 0.6.0, installed without dependencies: see
@@ -24,7 +24,7 @@ import pytest
 import quantus
 from PIL import Image, ImageDraw
 
-from gradcam_tutorial.localisation import TOLERANCE, box_coverage, box_mask, chance, energy, pointing_hit, visible_mask
+from gradcam_tutorial.evaluation.localisation import TOLERANCE, box_coverage, box_mask, chance, energy, pointing_hit, visible_mask
 
 GRID = (227, 227)  # (width, height) of the stored validation photos
 ORIGINAL_SIZES = [(500, 375), (375, 500), (640, 427), (227, 227), (1000, 120)]

@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from gradcam_tutorial import metrics
+from gradcam_tutorial import regions
+from gradcam_tutorial.evaluation import baselines, faithfulness, localisation, saliency, sanity, stats
 
 SIDE = 32
 STEPS = 8
@@ -46,7 +47,7 @@ def case():
 
 def curves_for(model, x, maps, seed=0):
     # deletion to 0, insertion from 0: both ends are then known exactly (p = 0.5 at logit 0)
-    return metrics.perturbation_curves(model, x, maps, 0, steps=STEPS, seed=seed, insertion_start=torch.zeros_like(x))
+    return faithfulness.perturbation_curves(model, x, maps, 0, steps=STEPS, seed=seed, insertion_start=torch.zeros_like(x))
 
 
 def test_perfect_map_reaches_the_analytic_best_curves(case):
@@ -64,14 +65,14 @@ def test_perfect_map_reaches_the_analytic_best_curves(case):
 
 def test_perfect_beats_random_beats_inverted(case):
     model, x, truth = case
-    random = torch.from_numpy(metrics.random_map((SIDE, SIDE), seed=3))
+    random = torch.from_numpy(baselines.random_map((SIDE, SIDE), seed=3))
     curves = curves_for(model, x, [truth, random, 1 - truth])
     deletion, insertion = curves.deletion_auc, curves.insertion_auc
     assert deletion[0] < deletion[1] < deletion[2]
     assert insertion[0] > insertion[1] > insertion[2]
     # a random order removes the region in proportion: logit ~ GAIN * (1 - f), a known curve
     fractions = np.linspace(0, 1, STEPS + 1)
-    random_expected = metrics.curve_auc(np.array([sigmoid(GAIN * (1 - f)) for f in fractions]))
+    random_expected = faithfulness.curve_auc(np.array([sigmoid(GAIN * (1 - f)) for f in fractions]))
     assert abs(deletion[1] - random_expected) < 0.05
     # the inverted map removes the region last: the class keeps its full score for 3/4 of the way
     assert deletion[2] > 0.85
@@ -79,112 +80,112 @@ def test_perfect_beats_random_beats_inverted(case):
 
 def test_curve_endpoints_are_shared_and_exact(case):
     model, x, truth = case
-    curves = metrics.perturbation_curves(model, x, [truth, 1 - truth], 0, steps=4)
+    curves = faithfulness.perturbation_curves(model, x, [truth, 1 - truth], 0, steps=4)
     full = sigmoid(GAIN)
-    blurred_p = metrics.class_probabilities(model, metrics.blurred(x)[None], 0)[0]
+    blurred_p = faithfulness.class_probabilities(model, faithfulness.blurred(x)[None], 0)[0]
     assert np.allclose(curves.deletion[:, 0], full) and np.allclose(curves.deletion[:, -1], 0.5)
     assert np.allclose(curves.insertion[:, 0], blurred_p) and np.allclose(curves.insertion[:, -1], full)
 
 
 def test_curve_auc_of_known_shapes():
-    assert metrics.curve_auc(np.ones(5)) == pytest.approx(1.0)
-    assert metrics.curve_auc(np.linspace(0, 1, 9)) == pytest.approx(0.5)
-    assert metrics.curve_auc(np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])) == pytest.approx([0.25, 0.25])
+    assert faithfulness.curve_auc(np.ones(5)) == pytest.approx(1.0)
+    assert faithfulness.curve_auc(np.linspace(0, 1, 9)) == pytest.approx(0.5)
+    assert faithfulness.curve_auc(np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])) == pytest.approx([0.25, 0.25])
 
 
 def test_map_of_wrong_size_is_refused(case):
     model, x, _ = case
     with pytest.raises(ValueError, match="shape"):
-        metrics.perturbation_curves(model, x, [torch.ones(7, 7)], 0)
+        faithfulness.perturbation_curves(model, x, [torch.ones(7, 7)], 0)
 
 
 def test_saliency_rank_orders_high_first_and_breaks_ties_randomly():
     values = torch.tensor([[0.1, 0.9], [0.5, 0.3]])
-    assert metrics.saliency_rank(values).tolist() == [3, 0, 1, 2]
-    flat = metrics.saliency_rank(torch.zeros(8, 8), seed=1)
+    assert faithfulness.saliency_rank(values).tolist() == [3, 0, 1, 2]
+    flat = faithfulness.saliency_rank(torch.zeros(8, 8), seed=1)
     assert sorted(flat.tolist()) == list(range(64))
     assert flat.tolist() != list(range(64))  # not raster order
-    assert torch.equal(flat, metrics.saliency_rank(torch.zeros(8, 8), seed=1))
+    assert torch.equal(flat, faithfulness.saliency_rank(torch.zeros(8, 8), seed=1))
 
 
 def test_pointing_game_on_synthetic_maps():
     boxes = [(0, 0, 32, 32), (32, 0, 64, 32), (0, 32, 32, 64), (32, 32, 64, 64)]
     ys, xs = np.mgrid[0:64, 0:64]
     blob = np.exp(-((xs - 48) ** 2 + (ys - 50) ** 2) / (2 * 6.0**2))
-    result = metrics.pointing_game(blob, boxes, own=3)
+    result = localisation.pointing_game(blob, boxes, own=3)
     assert result.hit and result.peak == (48, 50) and result.peak_region == 3
     assert result.shares.sum() == pytest.approx(1.0) and result.shares[3] > 0.99
-    assert not metrics.pointing_game(blob, boxes, own=0).hit
+    assert not localisation.pointing_game(blob, boxes, own=0).hit
     split = np.zeros((64, 64))
     split[:32, :32], split[32:, 32:] = 1.0, 3.0
-    np.testing.assert_allclose(metrics.region_shares(split, boxes), [0.25, 0, 0, 0.75])
-    empty = metrics.pointing_game(np.zeros((64, 64)), boxes, own=0)
+    np.testing.assert_allclose(regions.region_shares(split, boxes), [0.25, 0, 0, 0.75])
+    empty = localisation.pointing_game(np.zeros((64, 64)), boxes, own=0)
     assert not empty.hit and np.all(empty.shares == 0)
 
 
 def test_rank_correlation_known_values():
     rng = np.random.default_rng(0)
     a = rng.random((7, 7))
-    assert metrics.rank_correlation(a, a) == pytest.approx(1.0)
-    assert metrics.rank_correlation(a, -a) == pytest.approx(-1.0)
-    assert metrics.rank_correlation(a, np.exp(3 * a)) == pytest.approx(1.0)  # ranks only
-    assert metrics.rank_correlation(a, np.zeros_like(a)) == 0.0
-    assert metrics.rank_correlation(np.full((7, 7), np.nan), a) == 0.0
-    assert metrics.rank_correlation(a * 1e-14, a) == pytest.approx(1.0)  # tiny but not flat: still ranks
-    assert metrics.rank_correlation(np.full((7, 7), 1e-14), a) == 0.0
+    assert sanity.rank_correlation(a, a) == pytest.approx(1.0)
+    assert sanity.rank_correlation(a, -a) == pytest.approx(-1.0)
+    assert sanity.rank_correlation(a, np.exp(3 * a)) == pytest.approx(1.0)  # ranks only
+    assert sanity.rank_correlation(a, np.zeros_like(a)) == 0.0
+    assert sanity.rank_correlation(np.full((7, 7), np.nan), a) == 0.0
+    assert sanity.rank_correlation(a * 1e-14, a) == pytest.approx(1.0)  # tiny but not flat: still ranks
+    assert sanity.rank_correlation(np.full((7, 7), 1e-14), a) == 0.0
     with pytest.raises(ValueError):
-        metrics.rank_correlation(a, np.zeros((3, 3)))
+        sanity.rank_correlation(a, np.zeros((3, 3)))
 
 
 def test_structural_similarity_known_values():
     rng = np.random.default_rng(1)
     a = rng.random((32, 32))
-    assert metrics.structural_similarity(a, a) == pytest.approx(1.0)
-    assert metrics.structural_similarity(a, 5 * a + 2) == pytest.approx(1.0)  # scaled to [0, 1] first
-    assert metrics.structural_similarity(a, rng.random((32, 32))) < 0.2
-    assert metrics.structural_similarity(rng.random((7, 7)), rng.random((7, 7))) < 0.9  # small maps work
+    assert sanity.structural_similarity(a, a) == pytest.approx(1.0)
+    assert sanity.structural_similarity(a, 5 * a + 2) == pytest.approx(1.0)  # scaled to [0, 1] first
+    assert sanity.structural_similarity(a, rng.random((32, 32))) < 0.2
+    assert sanity.structural_similarity(rng.random((7, 7)), rng.random((7, 7))) < 0.9  # small maps work
 
 
 def test_average_drop_and_increase_hand_computed():
     full = [0.8, 0.5, 0.4, 0.2]
     explained = [0.4, 0.6, 0.4, 0.05]
     # drops: 0.4/0.8 = 0.5, 0, 0, 0.15/0.2 = 0.75 -> mean 0.3125; only the second rises
-    assert metrics.average_drop(full, explained) == pytest.approx(0.3125)
-    assert metrics.increase_in_confidence(full, explained) == pytest.approx(0.25)
+    assert faithfulness.average_drop(full, explained) == pytest.approx(0.3125)
+    assert faithfulness.increase_in_confidence(full, explained) == pytest.approx(0.25)
 
 
 def test_masked_probabilities_multiply_the_input(case):
     model, x, truth = case
-    probabilities = metrics.masked_probabilities(model, x, [truth, 1 - truth, torch.full((SIDE, SIDE), 0.5)], 0)
+    probabilities = faithfulness.masked_probabilities(model, x, [truth, 1 - truth, torch.full((SIDE, SIDE), 0.5)], 0)
     np.testing.assert_allclose(probabilities, [sigmoid(GAIN), 0.5, sigmoid(GAIN / 2)], atol=1e-6)
 
 
 def test_bootstrap_interval_contains_mean_shrinks_and_is_seeded():
     rng = np.random.default_rng(2)
     small, large = rng.normal(1.0, 1.0, 20), rng.normal(1.0, 1.0, 2000)
-    low, high = metrics.bootstrap_ci(small, seed=0)
+    low, high = stats.bootstrap_ci(small, seed=0)
     assert low < small.mean() < high
-    low_l, high_l = metrics.bootstrap_ci(large, seed=0)
+    low_l, high_l = stats.bootstrap_ci(large, seed=0)
     assert low_l < large.mean() < high_l
     assert (high_l - low_l) < (high - low) / 4  # ~ 1/sqrt(n): 10x narrower expected
-    assert metrics.bootstrap_ci(small, seed=0) == (low, high)
-    assert metrics.bootstrap_ci(small, seed=1) != (low, high)
-    assert metrics.paired_bootstrap_ci(small + 1.0, small) == pytest.approx((1.0, 1.0))
-    paired = metrics.paired_bootstrap_ci(large + 0.1 + rng.normal(0, 0.01, 2000), large)
+    assert stats.bootstrap_ci(small, seed=0) == (low, high)
+    assert stats.bootstrap_ci(small, seed=1) != (low, high)
+    assert stats.paired_bootstrap_ci(small + 1.0, small) == pytest.approx((1.0, 1.0))
+    paired = stats.paired_bootstrap_ci(large + 0.1 + rng.normal(0, 0.01, 2000), large)
     assert paired[0] > 0 and paired[0] < 0.1 < paired[1]
     with pytest.raises(ValueError):
-        metrics.bootstrap_ci([])
+        stats.bootstrap_ci([])
 
 
 def test_baseline_maps():
-    centre = metrics.center_map((9, 11))
+    centre = baselines.center_map((9, 11))
     assert np.unravel_index(np.argmax(centre), centre.shape) == (4, 5) and centre.max() == pytest.approx(1.0)
     np.testing.assert_allclose(centre, centre[::-1, ::-1], atol=1e-6)
     assert centre[0, 0] < 0.05
-    a, b = metrics.random_map((7, 7), 1), metrics.random_map((7, 7), 1)
-    assert np.array_equal(a, b) and not np.array_equal(a, metrics.random_map((7, 7), 2))
+    a, b = baselines.random_map((7, 7), 1), baselines.random_map((7, 7), 1)
+    assert np.array_equal(a, b) and not np.array_equal(a, baselines.random_map((7, 7), 2))
     assert 0 <= a.min() and a.max() <= 1
-    assert metrics.upsample(a, (28, 28)).shape == (28, 28)
+    assert faithfulness.upsample(a, (28, 28)).shape == (28, 28)
 
 
 class Tiny(nn.Module):
@@ -206,10 +207,10 @@ def test_cascading_randomisation_top_down_cumulative_seeded():
     model = Tiny().eval()
     model.blocks[0][1].running_mean.fill_(0.3)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    stages = metrics.randomisation_stages(model)
+    stages = sanity.randomisation_stages(model)
     assert stages == ["fc", "blocks.2", "blocks.0", "stem"]  # the ReLU has no weights
     seen = []
-    for stage, randomised in metrics.cascading_randomisation(model, seed=5):
+    for stage, randomised in sanity.cascading_randomisation(model, seed=5):
         changed = {k.split(".weight")[0].split(".bias")[0] for k, v in randomised.state_dict().items()
                    if v.dtype.is_floating_point and not torch.equal(v, before[k])}
         seen.append((stage, changed))
@@ -219,8 +220,8 @@ def test_cascading_randomisation_top_down_cumulative_seeded():
     assert "stem" in seen[-1][1]
     for key, value in model.state_dict().items():  # the original is untouched
         assert torch.equal(value, before[key])
-    final_a = list(metrics.cascading_randomisation(model, seed=5))[-1][1].state_dict()
-    final_b = list(metrics.cascading_randomisation(model, seed=5))[-1][1].state_dict()
+    final_a = list(sanity.cascading_randomisation(model, seed=5))[-1][1].state_dict()
+    final_b = list(sanity.cascading_randomisation(model, seed=5))[-1][1].state_dict()
     assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
     assert torch.allclose(final_a["blocks.0.1.running_mean"], torch.full((4,), 0.3))  # statistics kept
 
@@ -230,8 +231,8 @@ def test_gradient_saliency_of_a_linear_model():
     weights[1, 0, 1, 2], weights[1, 2, 1, 2], weights[1, 1, 3, 0] = 2.0, -5.0, 0.5
     model = nn.Sequential(nn.Flatten(), nn.Linear(48, 2, bias=False))
     model[1].weight.data = weights.reshape(2, 48)
-    saliency = metrics.gradient_saliency(model, torch.randn(1, 3, 4, 4), 1)
+    grad_map = saliency.gradient_saliency(model, torch.randn(1, 3, 4, 4), 1)
     expected = np.zeros((4, 4), dtype=np.float32)
     expected[1, 2], expected[3, 0] = 5.0, 0.5  # max over channels of |w|
-    np.testing.assert_allclose(saliency, expected)
+    np.testing.assert_allclose(grad_map, expected)
     assert model[1].weight.grad is None

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from gradcam_tutorial.notebooks import pair_problems
+from gradcam_tutorial.publishing.notebooks import pair_problems
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 SOURCES = sorted(p for p in NOTEBOOKS.glob("*.py"))

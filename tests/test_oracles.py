@@ -17,7 +17,7 @@ from torchvision import transforms
 
 from gradcam_tutorial import GradCAM, normalize_maps
 from gradcam_tutorial.models import IMAGENET_MEAN, IMAGENET_STD
-from gradcam_tutorial.peers import PEERS, compare_with_peers, peer_maps
+from gradcam_tutorial.evaluation.peers import PEERS, compare_with_peers, peer_maps
 
 TOLERANCE = 1e-5
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from gradcam_tutorial import publish
+from gradcam_tutorial.publishing import publish
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = sorted((ROOT / "notebooks").glob("*.ipynb"))

@@ -10,7 +10,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from gradcam_tutorial import notebooks, reference
+from gradcam_tutorial.publishing import notebooks, reference
 
 REFERENCES = Path(__file__).parent / "reference"
 NOTEBOOK_REFERENCES = {"tutorial": REFERENCES / "tutorial.json", "report": REFERENCES / "report.json"}
@@ -152,7 +152,7 @@ def test_compared_outputs_skip_ignored_cells_and_sanitize():
 
 DEMO = '''# %%
 import os
-from gradcam_tutorial.reference import check
+from gradcam_tutorial.publishing.reference import check
 value = float(os.environ["DEMO_VALUE"])
 
 # %%

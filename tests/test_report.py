@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from gradcam_tutorial import metrics, report
+from gradcam_tutorial.evaluation import faithfulness, report
+from gradcam_tutorial.evaluation.sanity import rank_correlation
 from gradcam_tutorial.data import imagenet_samples
 
 N_PHOTOS = 4  # faithfulness photos, of which CHECK_PHOTOS also run at twice the steps
@@ -75,7 +76,7 @@ def test_summary_numbers_agree_with_the_curves(produced):
     for key in ("insertion", "deletion"):
         for method in METHODS:
             # the AUC is linear in the curve, so the mean AUC is the AUC of the mean curve
-            assert metrics.curve_auc(np.array(curves[key][method])) == pytest.approx(data[f"{key}_auc"][method]["mean"], abs=2e-4)
+            assert faithfulness.curve_auc(np.array(curves[key][method])) == pytest.approx(data[f"{key}_auc"][method]["mean"], abs=2e-4)
         # every method starts (deletion) or ends (insertion) at the same untouched input
         assert len({round(curves[key][m][0 if key == "deletion" else -1], 4) for m in METHODS}) == 1
 
@@ -145,7 +146,7 @@ def test_sanity_reference_is_the_similarity_of_neighbouring_photos(effnet):
     sanity = report.sanity_check(model, spec, photos, depths=[1], methods=("gradcam", "guided_backprop"))
     maps = [report.saliency_maps(model, spec, report.model_input(p, spec), p.class_index, ("gradcam", "guided_backprop")) for p in photos]
     for method in ("gradcam", "guided_backprop"):
-        expected = [abs(metrics.rank_correlation(maps[i][method], maps[(i + 1) % 3][method])) for i in range(3)]
+        expected = [abs(rank_correlation(maps[i][method], maps[(i + 1) % 3][method])) for i in range(3)]
         np.testing.assert_allclose(sanity.reference[method], expected, atol=1e-6)
         assert sanity.spearman[method].shape == (3, 1)
     # only the classifier is random at depth 1: Guided Backprop barely notices, Grad-CAM does

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from gradcam_tutorial import metrics, road
+from gradcam_tutorial.evaluation import faithfulness, road
 
 WEIGHTS = {(dy, dx): (1 / 12 if dy and dx else 1 / 6) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx}
 
@@ -136,7 +136,7 @@ def test_ties_are_broken_by_the_seeded_permutation():
     masks = {seed: road.removed_masks(levels, [50], "morf", seed)[0].numpy() for seed in (0, 1)}
     for seed, mask in masks.items():
         assert mask[levels == 2].all() and not mask[levels == 0].any() and mask[levels == 1].sum() == 20
-        np.testing.assert_array_equal(mask.ravel(), metrics.saliency_rank(levels, seed).numpy() < 50)
+        np.testing.assert_array_equal(mask.ravel(), faithfulness.saliency_rank(levels, seed).numpy() < 50)
     assert not np.array_equal(masks[0], masks[1])
     # a flat map removes a random half, not the first rows in raster order
     flat = road.removed_masks(np.ones((10, 10)), [50], "morf", 0)[0].numpy()
@@ -285,7 +285,7 @@ def test_object_quadrant_beats_its_inverse_on_efficientnet(effnet, grid):
     model, spec = effnet
     picture, tiles = grid
     x = spec.preprocess(picture)
-    fast = metrics.channels_last_copy(model)
+    fast = faithfulness.channels_last_copy(model)
     for tile in tiles:
         own = quadrant_map(spec, picture, tile)
         assert 0.2 < own.mean() < 0.3  # one quadrant of the network's view

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from gradcam_tutorial import metrics
-from gradcam_tutorial.saliency import guided_backprop
+from gradcam_tutorial.evaluation import saliency, sanity
+from gradcam_tutorial.evaluation.saliency import guided_backprop
 
 
 def _no_hooks(model: nn.Module) -> bool:
@@ -46,7 +46,7 @@ def test_matches_captum_on_resnet18_with_inplace_relu():
         assert ours.shape == (64, 64) and ours.dtype == np.float32
         np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6 * float(ref.max()))
         # not a plain gradient in disguise: the guided rule changes the map
-        plain = metrics.gradient_saliency(model, x, target)
+        plain = saliency.gradient_saliency(model, x, target)
         assert not np.allclose(ours, plain, rtol=1e-2, atol=1e-3 * float(plain.max()))
 
 
@@ -98,7 +98,7 @@ def test_relu6_by_hand_blocks_above_six_and_negative_gradients():
     x[0, 0, 0] = torch.tensor([5.0, 7.0, -1.0])
     # plain gradient at the first pixel: W1^T a = (1 - 2, -2, 0), max |.| = 2; guided: the -2
     # is clamped away, leaving (1, 0, 0). At 7 ReLU6 is flat, at -1 ReLU is off: nothing passes.
-    np.testing.assert_allclose(metrics.gradient_saliency(model, x, 0), [[2.0, 0.0, 0.0]])
+    np.testing.assert_allclose(saliency.gradient_saliency(model, x, 0), [[2.0, 0.0, 0.0]])
     np.testing.assert_allclose(guided_backprop(model, x, 0), [[1.0, 0.0, 0.0]])
     np.testing.assert_allclose(_reference_map(model, x, 0), [[1.0, 0.0, 0.0]])
 
@@ -185,7 +185,7 @@ def test_effnet_activations_are_all_relu6_modules(effnet):
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     # Spearman ignores scale; scaling to max 1 stops rank_correlation from calling a map "flat"
     # only because it is tiny (fully randomised Lite0 gives input gradients of ~1e-14)
-    return metrics.rank_correlation(a / a.max(), b / b.max())
+    return sanity.rank_correlation(a / a.max(), b / b.max())
 
 
 def test_effnet_guided_backprop_and_the_sanity_check(effnet, grid):
@@ -194,7 +194,7 @@ def test_effnet_guided_backprop_and_the_sanity_check(effnet, grid):
     with torch.inference_mode():
         class_idx = int(model(x).argmax())
     guided = guided_backprop(model, x, class_idx)
-    plain = metrics.gradient_saliency(model, x, class_idx)
+    plain = saliency.gradient_saliency(model, x, class_idx)
     assert guided.shape == plain.shape == (224, 224)
     assert np.isfinite(guided).all() and (guided >= 0).all() and guided.max() > 0
     similarity = _spearman(guided, plain)
@@ -202,8 +202,8 @@ def test_effnet_guided_backprop_and_the_sanity_check(effnet, grid):
     assert similarity < 0.6  # observed 0.21
 
     rows = []
-    for stage, randomised in metrics.cascading_randomisation(model, seed=0):
-        g, p = guided_backprop(randomised, x, class_idx), metrics.gradient_saliency(randomised, x, class_idx)
+    for stage, randomised in sanity.cascading_randomisation(model, seed=0):
+        g, p = guided_backprop(randomised, x, class_idx), saliency.gradient_saliency(randomised, x, class_idx)
         assert np.isfinite(g).all() and np.isfinite(p).all()
         rows.append((stage, _spearman(guided, g), _spearman(plain, p)))
     for stage, rho_guided, rho_plain in rows:

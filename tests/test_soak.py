@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gradcam_tutorial.soak import RSS_LIMIT_MB, hook_snapshot, soak
+from soak import RSS_LIMIT_MB, hook_snapshot, soak
 
 
 def test_soak_small(effnet):
@@ -63,6 +63,6 @@ def test_hook_snapshot_sees_every_kind_of_hook():
 
 @pytest.mark.parametrize("growth, ok", [(10.0, True), (RSS_LIMIT_MB, False)])
 def test_rss_limit_is_strict(growth, ok):
-    from gradcam_tutorial.soak import SoakResult
+    from soak import SoakResult
 
     assert SoakResult(1, 1, 0, 1.0, 100.0, 100.0 + growth, RSS_LIMIT_MB).ok is ok

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from gradcam_tutorial import classes as C
-from gradcam_tutorial import reference
+from gradcam_tutorial.publishing import reference
 from gradcam_tutorial import create_model, explain, last_conv2d, last_spatial_layer, load_image
-from gradcam_tutorial.metrics import region_shares
+from gradcam_tutorial.regions import region_shares
 from gradcam_tutorial.data import CAT_AND_DOG, fetch, imagenet_samples
 from gradcam_tutorial.models import WeightsUnavailableError
 
@@ -138,7 +138,7 @@ def test_tutorial_adapts_to_other_images(image, tmp_path):
     from PIL import Image
     from skimage import data as skdata
 
-    from gradcam_tutorial import notebooks
+    from gradcam_tutorial.publishing import notebooks
 
     value = image
     if image == "own photo":

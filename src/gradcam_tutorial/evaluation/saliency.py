@@ -2,7 +2,7 @@
 
 Adebayo et al. (2018, "Sanity Checks for Saliency Maps") found that Guided Backprop's maps hardly
 change when a network's weights are randomised: they mostly show edges of the input, whatever the
-model learned. The plain gradient (:func:`~gradcam_tutorial.metrics.gradient_saliency`) and
+model learned. The plain gradient (:func:`gradient_saliency`) and
 Grad-CAM change a lot. Guided Backprop is here so the tutorial can show a method failing the check.
 
 How it is computed. At every ReLU-type non-linearity the backward pass keeps only positive
@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .state import restored_modes
+from ..state import restored_modes
 
 GUIDED_ACTIVATIONS: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6)
 
@@ -63,7 +63,7 @@ def _guide_output(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: t
 def guided_backprop(model: nn.Module, x: torch.Tensor, class_idx: int) -> np.ndarray:
     """Guided Backprop map: max over colour channels of ``|guided d logit_c / d input|``, ``(H, W)``.
 
-    Reduced exactly like :func:`~gradcam_tutorial.metrics.gradient_saliency`, so the two maps can be
+    Reduced exactly like :func:`gradient_saliency`, so the two maps can be
     compared pixel for pixel. ``x`` is ``(1, 3, H, W)`` or ``(3, H, W)``. The model runs in eval
     mode; afterwards its modules' train/eval flags are as before, no hook is left on it, and its
     parameters' ``.grad`` fields are untouched (only the input's gradient is computed). Works when
@@ -85,3 +85,15 @@ def guided_backprop(model: nn.Module, x: torch.Tensor, class_idx: int) -> np.nda
             for handle in handles:
                 handle.remove()
     return grad[0].abs().amax(dim=0).cpu().numpy().astype(np.float32)
+
+
+def gradient_saliency(model: nn.Module, x: torch.Tensor, class_idx: int) -> np.ndarray:
+    """Plain gradient map (Simonyan et al. 2014): max over channels of |d logit_c / d input|.
+
+    Only the input's gradient is computed; parameter ``.grad`` fields are left alone.
+    """
+    with restored_modes(model), torch.enable_grad(), torch.inference_mode(False):
+        model.eval()
+        inputs = (x if x.dim() == 4 else x[None]).detach().clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(model(inputs)[0, class_idx], inputs)
+    return grad[0].abs().amax(dim=0).numpy().astype(np.float32)

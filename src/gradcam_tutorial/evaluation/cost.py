@@ -1,7 +1,8 @@
 """How much Grad-CAM costs on top of the forward pass, against the original post and three peers.
 
-Run ``python -m gradcam_tutorial.bench --out build/bench.json``. Everything is timed in one process
-with two threads, after a warm-up, and reported as medians. The methods are interleaved within
+``benchmarks/bench.py`` (``make bench``) prints and saves these timings; the report's cost section
+runs the same code. Everything is timed in one process with two threads, after a warm-up, and
+reported as medians. The methods are interleaved within
 each repeat (forward, ours, naive, peers, forward, ours, ...) so that a burst of load from another
 process slows all of them alike instead of one. Each timed call builds its explainer afresh, as a
 reader would, so no peer's hooks stay on the model and slow another method's measurement.
@@ -13,21 +14,18 @@ and ``logits[0, c].backward()`` through the whole network, parameter gradients i
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from .cam import GradCAM
-from .images import demo_grid
-from .layers import resolve_layer
-from .models import create_model
+from ..cam import GradCAM
+from ..images import demo_grid
+from ..layers import resolve_layer
+from ..models import create_model
 from .peers import preserve_model_state
 
 # Per model: which layer to explain; resnet18 as in the issue's table, EfficientNet its registry default.
@@ -236,26 +234,3 @@ def format_table(results: dict[str, dict[str, object]], goals: bool = True) -> s
             lines.append(f"  goal {ratio:<27} {value:7.2f} {comparison} {bound:<5} {verdict}")
         lines.append("")
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("build/bench.json"), help="where to write the JSON results")
-    parser.add_argument("--repeats", type=int, default=15, help="timed rounds per method (median reported)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (2, the tutorial's machine)")
-    parser.add_argument("--models", nargs="+", default=["resnet18", "efficientnet_lite0"], choices=sorted(BENCH_LAYERS))
-    args = parser.parse_args(argv)
-    if args.repeats < 1 or args.warmup < 0:
-        parser.error("--repeats must be at least 1 and --warmup at least 0")
-    results = run_benchmark(args.models, repeats=args.repeats, warmup=args.warmup, threads=args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, median of {args.repeats} rounds after {args.warmup} warm-up\n")
-    print(format_table(results))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

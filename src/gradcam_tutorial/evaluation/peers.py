@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cam import GradCAM, normalize_maps
-from .layers import resolve_layer
-from .state import restored_modes
+from ..cam import GradCAM, normalize_maps
+from ..layers import resolve_layer
+from ..state import restored_modes
 
 PEERS: tuple[str, ...] = ("pytorch_grad_cam", "captum", "torchcam")
 

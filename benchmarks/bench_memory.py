@@ -1,6 +1,6 @@
 """Peak memory of the ``gradcam`` command on a large photo, against the same command on a small one.
 
-Run ``python -m gradcam_tutorial.bench_memory``. It writes a JPEG of about 40 megapixels (the demo
+Run ``python benchmarks/bench_memory.py``. It writes a JPEG of about 40 megapixels (the demo
 grid of pip-installed photos, enlarged), explains ten classes on it with the real CLI in a fresh
 process, and reads that process's peak resident set size from the kernel. The same command on a
 224x224 photo with one class is the baseline: importing torch and loading the model cost most of it
@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .images import MAX_PIXELS, demo_grid
+from gradcam_tutorial.images import MAX_PIXELS, demo_grid
 
 GOAL_MB = 1500.0  # peak RSS of the whole CLI process, 40 MP photo, ten classes
 

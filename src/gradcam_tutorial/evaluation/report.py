@@ -1,10 +1,10 @@
 """The evaluation behind the report "does the heatmap tell the truth?" (the notebook and the CLI).
 
-``python -m gradcam_tutorial.report --photos N --out DIR`` explains the first ``N`` mirrored ImageNet
+``python -m gradcam_tutorial.evaluation.report --photos N --out DIR`` explains the first ``N`` mirrored ImageNet
 sample photos (spread evenly over the classes) for their *true* class with EfficientNet-Lite0 and
 writes ``DIR/metrics.json`` with bootstrap intervals, plus figures of aggregate numbers only (no
 photo is ever drawn). The notebook ``notebooks/report.py`` calls the same functions on fewer photos.
-The metric definitions live in :mod:`gradcam_tutorial.metrics`.
+The metric definitions live in the other modules of :mod:`gradcam_tutorial.evaluation`.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import localisation, metrics
-from .cam import GradCAM
-from .data import Sample, ValPhoto, imagenet_samples
-from .explain import explain
-from .images import demo_grid, load_image, restore_aspect
-from .models import ModelSpec, create_model
-from .viz import heatmap_on_photo
+from . import baselines, faithfulness, localisation, saliency, stats
+from .sanity import cascading_randomisation, randomisation_stages, rank_correlation, structural_similarity
+from ..cam import GradCAM
+from ..data import Sample, ValPhoto, imagenet_samples
+from ..explain import explain
+from ..images import demo_grid, load_image, restore_aspect
+from ..models import ModelSpec, create_model
+from ..viz import heatmap_on_photo
 
 METHODS = ("gradcam", "last_conv", "random", "center")
 DEFAULT_STEPS = 16  # how far the AUCs move when doubled: results/report-full.json, "steps_check"
@@ -69,7 +70,7 @@ def top_k_accuracy(
         raise ValueError("no photos to score")
     if undo_stretch and not all(isinstance(photo, ValPhoto) for photo in photos):
         raise TypeError("undo_stretch needs validation photos (ValPhoto), which know their original size")
-    scorer = metrics.channels_last_copy(model)
+    scorer = faithfulness.channels_last_copy(model)
     top1 = topk = 0
     for start in range(0, len(photos), batch):
         chunk = photos[start:start + batch]
@@ -90,7 +91,7 @@ def gradcam_map(model: nn.Module, layer: str, x: torch.Tensor, class_idx: int) -
     """Grad-CAM for ``class_idx`` at ``layer``, min-max normalised and resized to the input size."""
     with GradCAM(model, layer) as cam:
         result = cam.compute(x, class_idx)
-    return metrics.upsample(result.normalized()[0, 0], tuple(x.shape[-2:])), float(result.probabilities[0, 0])
+    return faithfulness.upsample(result.normalized()[0, 0], tuple(x.shape[-2:])), float(result.probabilities[0, 0])
 
 
 # --- 1. pointing game on the demo grid ---------------------------------------------------------
@@ -101,14 +102,14 @@ def candidate_layers(spec: ModelSpec) -> list[str]:
     return [spec.last_conv_layer, spec.target_layer, spec.earlier_layer]
 
 
-def pointing_by_layer(model: nn.Module, spec: ModelSpec, layers: Sequence[str] | None = None) -> dict[str, list[metrics.PointingResult]]:
+def pointing_by_layer(model: nn.Module, spec: ModelSpec, layers: Sequence[str] | None = None) -> dict[str, list[localisation.PointingResult]]:
     """Pointing game of each tile's class on the demo grid, per layer (one forward per layer)."""
     grid, tiles = demo_grid()
     boxes = [tile.box for tile in tiles]
     out = {}
     for layer in layers or candidate_layers(spec):
         explanation = explain(grid, model, spec, classes=[tile.class_index for tile in tiles], layer=layer)
-        out[layer] = [metrics.pointing_game(explanation.heatmap(k), boxes, k) for k in range(len(tiles))]
+        out[layer] = [localisation.pointing_game(explanation.heatmap(k), boxes, k) for k in range(len(tiles))]
     return out
 
 
@@ -161,8 +162,8 @@ def evaluate_localisation(
                 near = localisation.box_mask(image.size, photo.original_size, photo.boxes, localisation.TOLERANCE)
                 seen = localisation.visible_mask(image.size, pixel_box)
                 maps = {layer: small[layer][row] for layer in layers}
-                maps["center"] = metrics.center_map(tuple(x.shape[-2:]))
-                maps["random"] = metrics.random_map(shape, seed + start + row)
+                maps["center"] = baselines.center_map(tuple(x.shape[-2:]))
+                maps["random"] = baselines.random_map(shape, seed + start + row)
                 for method, values in maps.items():
                     placed = heatmap_on_photo(values, image.size, pixel_box)
                     scores[method]["energy"].append(localisation.energy(placed, inside))
@@ -203,7 +204,7 @@ def summarise_localisation(loc: Localisation, default_layer: str, seed: int = 0)
         for measure in ("energy", "pointing"):
             values = getattr(loc, measure)
             out[f"{measure}_diff_vs_center_ci95"] = list(
-                metrics.paired_bootstrap_ci(values[default_layer][keep], values["center"][keep], seed=seed)
+                stats.paired_bootstrap_ci(values[default_layer][keep], values["center"][keep], seed=seed)
             )
         return out
 
@@ -233,7 +234,7 @@ class Faithfulness:
     road_lerf: np.ndarray | None = None
 
     def auc(self, curve: str) -> dict[str, np.ndarray]:
-        values = metrics.curve_auc(getattr(self, curve))
+        values = faithfulness.curve_auc(getattr(self, curve))
         return {method: values[:, m] for m, method in enumerate(self.methods)}
 
     def subsampled(self, steps: int) -> Faithfulness:
@@ -297,7 +298,7 @@ def evaluate_faithfulness(
 
     deletion, insertion, full, explained, morf, lerf = [], [], [], [], [], []
     small = None
-    scorer = metrics.channels_last_copy(model)
+    scorer = faithfulness.channels_last_copy(model)
     for number, sample in enumerate(samples):
         x = model_input(sample, spec)
         if small is None:
@@ -306,14 +307,14 @@ def evaluate_faithfulness(
         gradcam, probability = gradcam_map(model, spec.target_layer, x, sample.class_index)
         last_conv, _ = gradcam_map(model, spec.last_conv_layer, x, sample.class_index)
         # the random map has Grad-CAM's own resolution, so it is as blobby as the map it stands in for
-        random = metrics.upsample(metrics.random_map(small, seed + sample.class_index), size)
-        center = torch.from_numpy(metrics.center_map(size))
+        random = faithfulness.upsample(baselines.random_map(small, seed + sample.class_index), size)
+        center = torch.from_numpy(baselines.center_map(size))
         maps = [gradcam, last_conv, random, center]
-        curves = metrics.perturbation_curves(scorer, x[0], maps, sample.class_index, steps=steps, seed=seed)
+        curves = faithfulness.perturbation_curves(scorer, x[0], maps, sample.class_index, steps=steps, seed=seed)
         deletion.append(curves.deletion)
         insertion.append(curves.insertion)
         full.append(probability)
-        explained.append(metrics.masked_probabilities(scorer, x[0], maps, sample.class_index))
+        explained.append(faithfulness.masked_probabilities(scorer, x[0], maps, sample.class_index))
         if road_percentages:
             scores = road.road_scores(scorer, x[0], maps, sample.class_index, road_percentages, seed=seed)
             morf.append(scores["morf"])
@@ -364,7 +365,7 @@ def saliency_maps(
 
     makers = {
         "gradcam": lambda: gradcam_map(model, spec.target_layer, x, class_idx)[0].numpy(),
-        "gradient": lambda: metrics.gradient_saliency(model, x, class_idx),
+        "gradient": lambda: saliency.gradient_saliency(model, x, class_idx),
         "guided_backprop": lambda: guided_backprop(model, x, class_idx),
     }
     return {method: makers[method]() for method in methods}
@@ -384,27 +385,27 @@ def sanity_check(
     ``depths`` picks after how many stages the maps are compared (default: every stage; the last
     one, all stages, is full randomisation).
     """
-    stages = metrics.randomisation_stages(model)
+    stages = randomisation_stages(model)
     wanted = sorted(set(depths)) if depths is not None else list(range(1, len(stages) + 1))
     inputs = [model_input(s, spec) for s in samples]
     originals = [saliency_maps(model, spec, x, s.class_index, methods) for x, s in zip(inputs, samples)]
     n = len(samples)
     reference = {
-        m: np.array([abs(metrics.rank_correlation(originals[i][m], originals[(i + 1) % n][m])) for i in range(n)])
+        m: np.array([abs(rank_correlation(originals[i][m], originals[(i + 1) % n][m])) for i in range(n)])
         if n > 1 else np.zeros(n)
         for m in methods
     }
     spearman = {m: np.zeros((n, len(wanted))) for m in methods}
     ssim = {m: np.zeros((n, len(wanted))) for m in methods}
     column = 0
-    for depth, (_stage, randomised) in enumerate(metrics.cascading_randomisation(model, seed, stages), start=1):
+    for depth, (_stage, randomised) in enumerate(cascading_randomisation(model, seed, stages), start=1):
         if depth not in wanted:
             continue
         for row, (x, sample) in enumerate(zip(inputs, samples)):
             maps = saliency_maps(randomised, spec, x, sample.class_index, methods)
             for method, values in maps.items():
-                spearman[method][row, column] = metrics.rank_correlation(originals[row][method], values)
-                ssim[method][row, column] = metrics.structural_similarity(originals[row][method], values)
+                spearman[method][row, column] = rank_correlation(originals[row][method], values)
+                ssim[method][row, column] = structural_similarity(originals[row][method], values)
         column += 1
         if progress is not None:
             progress(1)
@@ -422,7 +423,7 @@ def randomised_maps(
     x = spec.preprocess(image)
     columns = ["trained"]
     maps = {m: [v] for m, v in saliency_maps(model, spec, x, class_idx, methods).items()}
-    for depth, (stage, randomised) in enumerate(metrics.cascading_randomisation(model, seed), start=1):
+    for depth, (stage, randomised) in enumerate(cascading_randomisation(model, seed), start=1):
         if depth in depths:
             columns.append(stage)
             for method, values in saliency_maps(randomised, spec, x, class_idx, methods).items():
@@ -437,7 +438,7 @@ def randomised_maps(
 
 def interval(values: np.ndarray, seed: int = 0) -> dict[str, object]:
     """Mean and percentile-bootstrap 95 % interval."""
-    low, high = metrics.bootstrap_ci(values, seed=seed)
+    low, high = stats.bootstrap_ci(values, seed=seed)
     return {"mean": float(np.mean(values)), "ci95": [low, high]}
 
 
@@ -453,7 +454,7 @@ def rounded(value: object, digits: int = 4) -> object:
 
 
 def summarise(
-    faith: Faithfulness, pointing: dict[str, list[metrics.PointingResult]], sanity: Sanity, seed: int = 0
+    faith: Faithfulness, pointing: dict[str, list[localisation.PointingResult]], sanity: Sanity, seed: int = 0
 ) -> dict[str, object]:
     """The numbers of ``metrics.json``, unrounded (see :mod:`.metrics` for the definitions).
 
@@ -466,8 +467,8 @@ def summarise(
         "steps": int(len(faith.fractions) - 1),
         "insertion_auc": {m: interval(insertion[m], seed) for m in faith.methods},
         "deletion_auc": {m: interval(deletion[m], seed) for m in faith.methods},
-        "insertion_diff_ci95": list(metrics.paired_bootstrap_ci(insertion["gradcam"], insertion["random"], seed=seed)),
-        "deletion_diff_ci95": list(metrics.paired_bootstrap_ci(deletion["gradcam"], deletion["random"], seed=seed)),
+        "insertion_diff_ci95": list(stats.paired_bootstrap_ci(insertion["gradcam"], insertion["random"], seed=seed)),
+        "deletion_diff_ci95": list(stats.paired_bootstrap_ci(deletion["gradcam"], deletion["random"], seed=seed)),
         "pointing_game": {layer: int(sum(r.hit for r in results)) for layer, results in pointing.items()},
         "pointing_shares": {layer: [float(r.shares[k]) for k, r in enumerate(results)] for layer, results in pointing.items()},
         "sanity_n_photos": int(sanity.spearman["gradcam"].shape[0]),
@@ -483,18 +484,18 @@ def summarise(
         },
     }
     for index, method in enumerate(faith.methods):
-        out["avg_drop"][method] = metrics.average_drop(faith.full_probability, faith.explained_probability[:, index])
-        out["increase_in_confidence"][method] = metrics.increase_in_confidence(
+        out["avg_drop"][method] = faithfulness.average_drop(faith.full_probability, faith.explained_probability[:, index])
+        out["increase_in_confidence"][method] = faithfulness.increase_in_confidence(
             faith.full_probability, faith.explained_probability[:, index]
         )
-    out["insertion_diff_vs_center_ci95"] = list(metrics.paired_bootstrap_ci(insertion["gradcam"], insertion["center"], seed=seed))
-    out["deletion_diff_vs_center_ci95"] = list(metrics.paired_bootstrap_ci(deletion["gradcam"], deletion["center"], seed=seed))
+    out["insertion_diff_vs_center_ci95"] = list(stats.paired_bootstrap_ci(insertion["gradcam"], insertion["center"], seed=seed))
+    out["deletion_diff_vs_center_ci95"] = list(stats.paired_bootstrap_ci(deletion["gradcam"], deletion["center"], seed=seed))
     # per-photo terms whose means are Average Drop and Increase in Confidence, for their intervals
     full = faith.full_probability[:, None]
     drops = np.maximum(0.0, full - faith.explained_probability) / full
     rises = (faith.explained_probability > full).astype(float)
-    out["avg_drop_ci95"] = {m: list(metrics.bootstrap_ci(drops[:, i], seed=seed)) for i, m in enumerate(faith.methods)}
-    out["increase_in_confidence_ci95"] = {m: list(metrics.bootstrap_ci(rises[:, i], seed=seed)) for i, m in enumerate(faith.methods)}
+    out["avg_drop_ci95"] = {m: list(stats.bootstrap_ci(drops[:, i], seed=seed)) for i, m in enumerate(faith.methods)}
+    out["increase_in_confidence_ci95"] = {m: list(stats.bootstrap_ci(rises[:, i], seed=seed)) for i, m in enumerate(faith.methods)}
     out["sanity"] = summarise_sanity(sanity)
     return out
 
@@ -546,8 +547,8 @@ def summarise_road(faith: Faithfulness, seed: int = 0) -> dict[str, object]:
             "gap": interval(lerf[method] - morf[method], seed),
         }
     gap = {m: lerf[m] - morf[m] for m in faith.methods}
-    out["gap_diff_vs_random_ci95"] = list(metrics.paired_bootstrap_ci(gap["gradcam"], gap["random"], seed=seed))
-    out["gap_diff_vs_center_ci95"] = list(metrics.paired_bootstrap_ci(gap["gradcam"], gap["center"], seed=seed))
+    out["gap_diff_vs_random_ci95"] = list(stats.paired_bootstrap_ci(gap["gradcam"], gap["random"], seed=seed))
+    out["gap_diff_vs_center_ci95"] = list(stats.paired_bootstrap_ci(gap["gradcam"], gap["center"], seed=seed))
     out["mean_curves"] = {
         order: {m: [float(v) for v in values[:, i].mean(0)] for i, m in enumerate(faith.methods)}
         for order, values in (("morf", faith.road_morf), ("lerf", faith.road_lerf))
@@ -699,7 +700,7 @@ def run(
     from tqdm import tqdm
 
     from . import budget
-    from .data import imagenet_val
+    from ..data import imagenet_val
 
     started = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -709,7 +710,7 @@ def run(
     faith_photos = spread(photos, config.faith_photos)
     sanity_photos = spread(photos, config.sanity_photos)
     layers = candidate_layers(spec)
-    stages = metrics.randomisation_stages(model)
+    stages = randomisation_stages(model)
     depths = [d for d in config.sanity_depths if d <= len(stages)]
     bar = tqdm(total=2 * len(photos) + len(depths) + 1 + len(faith_photos), unit="step", desc="report-full", file=sys.stderr)
 
@@ -768,7 +769,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gradcam_tutorial.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m gradcam_tutorial.evaluation.report", description=__doc__.splitlines()[0])
     defaults = FullRunConfig()
     parser.add_argument("--out", type=Path, default=Path("build/report"))
     parser.add_argument("--results", type=Path, default=None, help="also write the JSON here (make report-full: results/report-full.json)")

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .cam import GradCAM
-from .classes import ClassNameError, EGYPTIAN_CAT, ESPRESSO, MILITARY_UNIFORM, MOPED
+from gradcam_tutorial.cam import GradCAM
+from gradcam_tutorial.classes import ClassNameError, EGYPTIAN_CAT, ESPRESSO, MILITARY_UNIFORM, MOPED
 
 HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 RSS_LIMIT_MB = 50.0
@@ -113,8 +113,8 @@ def soak(
     progress: bool = False,
 ) -> SoakResult:
     """Run the soak; hooks are checked after every call, RSS after ``warmup`` calls and at the end."""
-    from .images import demo_grid
-    from .models import create_model, get_spec
+    from gradcam_tutorial.images import demo_grid
+    from gradcam_tutorial.models import create_model, get_spec
 
     spec = get_spec("efficientnet_lite0")
     if model is None:
@@ -155,7 +155,7 @@ def soak(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gradcam_tutorial.soak", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python benchmarks/soak.py", description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--constructions", type=int, default=50)
     parser.add_argument("--limit-mb", type=float, default=RSS_LIMIT_MB, help="allowed RSS growth (default: %(default)s)")

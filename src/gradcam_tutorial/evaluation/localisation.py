@@ -19,10 +19,12 @@ placement. A grid pixel belongs to a box when its centre does.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-Box = Sequence[float]
+from ..regions import Box, region_shares
+
 TOLERANCE = 15.0  # Zhang et al.'s pointing-game tolerance, in original pixels
 
 
@@ -89,3 +91,28 @@ def box_coverage(original_size: tuple[int, int], boxes: Sequence[Box]) -> float:
     for x0, y0, x1, y1 in boxes:
         covered[int(y0):int(y1), int(x0):int(x1)] = True
     return float(covered.mean())
+
+
+# --- pointing game over regions (the demo grid's tiles) --------------------------------------------
+
+
+@dataclass(frozen=True)
+class PointingResult:
+    """Where one map puts its mass: share per region, peak pixel ``(x, y)``, and the verdict."""
+
+    shares: np.ndarray  # share of the map's total mass inside each region, in region order
+    peak: tuple[int, int]
+    peak_region: int | None  # index of the region holding the peak, None if outside all
+    hit: bool  # the own region holds the largest share
+
+
+def pointing_game(heatmap: np.ndarray, boxes: Sequence[Box], own: int) -> PointingResult:
+    """Mass shares per box and whether box ``own`` (the object's region) holds the most mass.
+
+    A map with no mass at all points nowhere and never hits.
+    """
+    shares = region_shares(heatmap, boxes)
+    y, x = np.unravel_index(int(np.argmax(heatmap)), np.shape(heatmap))
+    inside = [i for i, (l, t, r, b) in enumerate(boxes) if l <= x < r and t <= y < b]
+    hit = bool(shares.sum() > 0 and int(np.argmax(shares)) == own)
+    return PointingResult(shares, (int(x), int(y)), inside[0] if inside else None, hit)

@@ -67,8 +67,9 @@ def _median_seconds(run: Callable[[], object], repeats: int, warmup: int) -> flo
 
 def price(model: nn.Module, layer: str, size: int = 224, batch: int = 16, repeats: int = 5, warmup: int = 2) -> dict[str, float]:
     """Seconds per image of each kind, each timed batched the way the evaluation runs it."""
-    from .cam import GradCAM
-    from .metrics import channels_last_copy, class_probabilities, gradient_saliency
+    from ..cam import GradCAM
+    from .faithfulness import channels_last_copy, class_probabilities
+    from .saliency import gradient_saliency
 
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     scorer = channels_last_copy(model)

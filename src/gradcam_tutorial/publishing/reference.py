@@ -7,7 +7,7 @@ notebook prints such numbers in a cell whose output nbval ignores and hands the 
 :func:`check`, which compares them with a reference file whose every value carries the tolerance it
 is allowed (and the spread measured across CPU variants that the tolerance was derived from).
 
-``GRADCAM_REFERENCE_MODE=record`` (set by ``python -m gradcam_tutorial.notebooks diff`` and
+``GRADCAM_REFERENCE_MODE=record`` (set by ``python -m gradcam_tutorial.publishing.notebooks diff`` and
 ``... spread``) makes :func:`check` write the current numbers to ``$GRADCAM_RECORD_DIR/<name>.json``
 instead of failing, so the tools can show which numbers moved and by how much.
 """

@@ -4,7 +4,7 @@ The ``.py`` (py:percent) is the source; the ``.ipynb`` is its executed twin. ``e
 ``.py`` in a fresh kernel and writes the twin, so a committed ``.ipynb`` is always the output of the
 committed ``.py``; ``pair_problems`` finds a pair that drifted apart.
 
-Committed outputs must not depend on the CPU that wrote them (see :mod:`gradcam_tutorial.reference`).
+Committed outputs must not depend on the CPU that wrote them (see :mod:`gradcam_tutorial.publishing.reference`).
 Three more commands serve that:
 
 * ``nbval``: nbval strict over every notebook once per CPU variant in :data:`NBVAL_VARIANTS` (this
@@ -39,7 +39,7 @@ import nbformat
 
 from . import reference
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 REFERENCES = ROOT / "tests" / "reference"
 SANITIZE = ROOT / "tests" / "nbval_sanitize.cfg"
 
@@ -313,7 +313,7 @@ def spread(
             continue
         about = (
             f"Reference numbers of the notebook check '{check_name}', recorded under the CPU variants "
-            f"{', '.join(by_variant)} (see gradcam_tutorial.notebooks.SPREAD_VARIANTS). 'spread' is the largest "
+            f"{', '.join(by_variant)} (see gradcam_tutorial.publishing.notebooks.SPREAD_VARIANTS). 'spread' is the largest "
             "difference between two variants; 'tolerance' is 10 x spread, at least the floor for the name, "
             "rounded up; 'decimals' marks a number that a compared cell prints rounded to that many decimals. "
             "Regenerate with `make references`."
@@ -346,7 +346,7 @@ def spread(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gradcam_tutorial.notebooks")
+    parser = argparse.ArgumentParser(prog="python -m gradcam_tutorial.publishing.notebooks")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("execute", help="execute .py notebooks and write their .ipynb")
     run.add_argument("sources", nargs="+", type=Path)

@@ -11,7 +11,7 @@ Jekyll posts follow the convention of a notebook exported to markdown: figures l
 ``permalink: /<slug>.html``: copy ``blog/*.md`` into the site's ``_posts/`` and ``blog/*_files/`` to
 the site's root, and the links resolve (also under a ``baseurl``).
 
-``python -m gradcam_tutorial.publish --notebooks build/executed --sources notebooks --out build``
+``python -m gradcam_tutorial.publishing.publish --notebooks build/executed --sources notebooks --out build``
 writes ``build/site/``, ``build/blog/``, checks every link offline and, where Chromium is installed,
 checks each page in a headless browser and saves a full-page screenshot under ``build/screenshots/``.
 """
@@ -654,7 +654,7 @@ def publish(notebooks: Path, sources: Path | None, out: Path) -> list[Notebook]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gradcam_tutorial.publish", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m gradcam_tutorial.publishing.publish", description=__doc__.split("\n\n")[0])
     parser.add_argument("--notebooks", type=Path, required=True, help="folder of executed .ipynb")
     parser.add_argument("--sources", type=Path, default=None, help="folder of the paired .py sources")
     parser.add_argument("--out", type=Path, default=Path("build"), help="writes OUT/site, OUT/blog, OUT/screenshots")

@@ -14,7 +14,7 @@ Orders: MoRF removes the p % *most* relevant pixels (a faithful map makes the pr
 low mean), LeRF the p % *least* relevant (a faithful map keeps it high: high mean). Each map is
 summarised by its mean probability over the percentages per order, and by the gap LeRF - MoRF
 (higher = more faithful). Ties in the saliency order are broken by a seeded random permutation
-(:func:`~gradcam_tutorial.metrics.saliency_rank`), so a flat map gains nothing from raster order.
+(:func:`~gradcam_tutorial.evaluation.faithfulness.saliency_rank`), so a flat map gains nothing from raster order.
 
 Choices written down:
 
@@ -40,7 +40,7 @@ import torch
 from scipy.sparse.linalg import splu
 from torch import nn
 
-from .metrics import class_probabilities, saliency_rank
+from .faithfulness import class_probabilities, saliency_rank
 
 NOISE_STD = 0.01
 ORDERS = ("morf", "lerf")
@@ -214,7 +214,7 @@ def road_scores(
 ) -> dict[str, np.ndarray]:
     """Class probabilities after ROAD removal: ``{"morf": (n_maps, n_pct), "lerf": (n_maps, n_pct)}``.
 
-    ``model`` should be in eval mode; :func:`~gradcam_tutorial.metrics.channels_last_copy` of it is
+    ``model`` should be in eval mode; :func:`~gradcam_tutorial.evaluation.faithfulness.channels_last_copy` of it is
     faster on CPU. All imputed inputs are scored in batches of ``chunk``.
     """
     image = image.squeeze(0) if image.dim() == 4 else image

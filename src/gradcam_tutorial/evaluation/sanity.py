@@ -1,0 +1,109 @@
+"""Sanity check (Adebayo et al. 2018): does the map change when the model's weights are destroyed?
+
+* Map similarity: Spearman rank correlation (scipy) and SSIM (scikit-image); a flat map carries no
+  ranking, so its correlation with anything is defined as 0 rather than NaN.
+* Cascading randomisation: weights are re-initialised stage by stage from the output down,
+  cumulatively and seeded; a method whose map barely changes is not explaining what the model learned.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+
+# --- map similarity ------------------------------------------------------------------------------
+
+
+def _is_flat(values: np.ndarray) -> bool:
+    """No ranking: non-finite, or no spread beyond float rounding *relative to the map's own scale*.
+
+    Relative, because the gradient of a fully randomised network is about 1e-14 everywhere and still
+    ranks its pixels; an absolute threshold would call it flat and score it 0 instead of measuring it.
+    """
+    if not np.all(np.isfinite(values)):
+        return True
+    scale = float(np.abs(values).max())
+    return scale == 0.0 or float(np.ptp(values)) <= 1e-12 * scale
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman correlation of two maps' pixels; 0 when either map is flat (it ranks nothing)."""
+    from scipy.stats import spearmanr
+
+    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"maps differ in size: {a.size} vs {b.size} pixels")
+    if _is_flat(a) or _is_flat(b):
+        return 0.0
+    return float(spearmanr(a, b).statistic)
+
+
+def _unit(values: np.ndarray) -> np.ndarray:
+    values = np.nan_to_num(np.asarray(values, dtype=np.float64))
+    span = np.ptp(values)
+    return (values - values.min()) / span if span > 0 else np.zeros_like(values)
+
+
+def structural_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM of two maps, each min-max scaled to [0, 1] first (a flat map becomes all zeros)."""
+    from skimage.metrics import structural_similarity as ssim
+
+    a, b = _unit(a), _unit(b)
+    if a.shape != b.shape:
+        raise ValueError(f"maps differ in shape: {a.shape} vs {b.shape}")
+    window = min(7, *(s if s % 2 else s - 1 for s in a.shape))
+    return float(ssim(a, b, data_range=1.0, win_size=window))
+
+
+# --- cascading randomisation ---------------------------------------------------------------------
+
+
+def randomisation_stages(model: nn.Module) -> list[str]:
+    """Names of the model's weight-carrying stages from the output down.
+
+    Top-level children in registration order, with a ``ModuleList``/``Sequential`` of blocks
+    expanded one level, reversed. For the models here (EfficientNet-Lite0: stem, blocks, head, fc;
+    ResNet: conv1, layer1..4, fc) registration order is execution order.
+    """
+    stages = []
+    for name, child in model.named_children():
+        if isinstance(child, (nn.ModuleList, nn.Sequential)):
+            stages += [f"{name}.{sub}" for sub, block in child.named_children() if any(True for _ in block.parameters())]
+        elif any(True for _ in child.parameters()):
+            stages.append(name)
+    return stages[::-1]
+
+
+def reinitialise(module: nn.Module) -> None:
+    """Give every parameter of ``module`` a fresh default initialisation, from the global RNG.
+
+    Convolutions and linear layers use their own ``reset_parameters``; batch norms get weight 1
+    and bias 0 but keep their running statistics, which are measured data, not learned weights.
+    """
+    for sub in module.modules():
+        if isinstance(sub, nn.modules.batchnorm._NormBase):
+            if sub.affine:
+                nn.init.ones_(sub.weight)
+                nn.init.zeros_(sub.bias)
+        elif hasattr(sub, "reset_parameters") and any(True for _ in sub.parameters(recurse=False)):
+            sub.reset_parameters()
+
+
+def cascading_randomisation(model: nn.Module, seed: int = 0, stages: Sequence[str] | None = None) -> Iterator[tuple[str, nn.Module]]:
+    """Yield ``(stage, model)`` with stages re-initialised cumulatively from the top, seeded.
+
+    A copy is changed; ``model`` itself is never touched. Stage ``i`` is re-initialised under seed
+    ``seed + i``, so the same seed gives the same randomised weights at every depth.
+    """
+    copied = copy.deepcopy(model).eval()
+    modules = dict(copied.named_modules())
+    for depth, stage in enumerate(stages if stages is not None else randomisation_stages(copied)):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + depth)
+            reinitialise(modules[stage])
+        yield stage, copied
