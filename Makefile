@@ -16,7 +16,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/*.py))
 EXECUTED := $(NOTEBOOKS:.py=.ipynb)
 NB := $(BIN)/python -m gradcam_tutorial.publishing.notebooks
 
-.PHONY: venv system-deps test test-fast test-publish nbval notebooks notebooks-diff references lab report report-full bench soak clean
+.PHONY: venv system-deps lint test test-fast test-publish nbval notebooks notebooks-diff references lab report report-full bench soak clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-oracles-nodeps.txt pyproject.toml
@@ -45,6 +45,14 @@ test: venv system-deps
 # for the CPUs of the people who clone the repo.
 nbval: venv
 	$(NB) nbval $(EXECUTED)
+
+# ruff (lint rules and formatting, pyproject's [tool.ruff]) and mypy (pyproject's [tool.mypy]) over
+# the package, the benchmark scripts, the tests and the notebooks' .py sources.
+LINTED := src tests benchmarks notebooks
+lint: venv
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy
 
 # Everything but the browser/Jekyll tests and nbval, for a quick loop while editing.
 test-fast: venv

@@ -27,7 +27,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.repeats < 1 or args.warmup < 0:
         parser.error("--repeats must be at least 1 and --warmup at least 0")
     results = run_benchmark(args.models, repeats=args.repeats, warmup=args.warmup, threads=args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, median of {args.repeats} rounds after {args.warmup} warm-up\n")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, "
+        f"median of {args.repeats} rounds after {args.warmup} warm-up\n"
+    )
     print(format_table(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -53,30 +53,42 @@ def write_photo(path: Path, pixels: int) -> tuple[int, int]:
 def measure(pixels: int = MAX_PIXELS, classes: int = 10, workdir: Path | None = None) -> dict[str, float | int]:
     """Peak RSS (MB) of the CLI on a ``pixels`` photo with ``classes`` classes, and on a small photo."""
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-    with tempfile.TemporaryDirectory(dir=workdir) as folder:
-        folder = Path(folder)
+    with tempfile.TemporaryDirectory(dir=workdir) as name:
+        folder = Path(name)
         width, height = write_photo(folder / "large.jpg", pixels)
         demo_grid()[0].resize((224, 224)).save(folder / "small.jpg", quality=90)
         cli = [sys.executable, "-m", "gradcam_tutorial"]
         flags = [flag for index in range(classes) for flag in ("--class", str(index))]
         large = _peak_rss_mb([*cli, str(folder / "large.jpg"), "--out", str(folder / "out-large"), *flags], env)
         small = _peak_rss_mb([*cli, str(folder / "small.jpg"), "--out", str(folder / "out-small"), "--class", "0"], env)
-    return {"width": width, "height": height, "classes": classes, "peak_mb": large, "baseline_mb": small,
-            "added_mb": large - small}
+    return {
+        "width": width,
+        "height": height,
+        "classes": classes,
+        "peak_mb": large,
+        "baseline_mb": small,
+        "added_mb": large - small,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("build/bench-memory.json"), help="where to write the JSON results")
+    parser.add_argument(
+        "--out", type=Path, default=Path("build/bench-memory.json"), help="where to write the JSON results"
+    )
     parser.add_argument("--classes", type=int, default=10, help="--class flags given to the CLI")
     args = parser.parse_args(argv)
     result = measure(classes=args.classes)
     megapixels = result["width"] * result["height"] / 1e6
     verdict = "met" if result["peak_mb"] < GOAL_MB else "MISSED"
-    print(f"gradcam CLI, {result['width']}x{result['height']} JPEG ({megapixels:.1f} MP), {args.classes} classes: "
-          f"peak RSS {result['peak_mb']:.0f} MB (goal < {GOAL_MB:.0f} MB: {verdict})")
-    print(f"the same CLI on a 224x224 photo, one class: {result['baseline_mb']:.0f} MB; "
-          f"the large photo adds {result['added_mb']:.0f} MB")
+    print(
+        f"gradcam CLI, {result['width']}x{result['height']} JPEG ({megapixels:.1f} MP), {args.classes} classes: "
+        f"peak RSS {result['peak_mb']:.0f} MB (goal < {GOAL_MB:.0f} MB: {verdict})"
+    )
+    print(
+        f"the same CLI on a 224x224 photo, one class: {result['baseline_mb']:.0f} MB; "
+        f"the large photo adds {result['added_mb']:.0f} MB"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

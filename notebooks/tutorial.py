@@ -33,10 +33,11 @@ import inspect
 import os
 import warnings
 from collections import Counter
+from typing import ClassVar
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notebook hint, not ours
-import numpy as np
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from pyxtend import struct
 
@@ -53,10 +54,10 @@ from gradcam_tutorial import (
     show_overlay,
 )
 from gradcam_tutorial import classes as C
+from gradcam_tutorial.classes import post_categories
 from gradcam_tutorial.data import CAT_AND_DOG, DownloadError, fetch
 from gradcam_tutorial.layers import trace_spatial_outputs
 from gradcam_tutorial.regions import region_shares
-from gradcam_tutorial.classes import post_categories
 from gradcam_tutorial.viz import colorize
 
 torch.manual_seed(0)
@@ -107,21 +108,28 @@ width, height = image.size
 # know are nowhere in the picture.
 if tiles:
     regions = {f"{tile.name.split('(')[1].split()[-1].rstrip(')')} tile": tile.box for tile in tiles}
-    known = {tile.class_index: region for tile, region in zip(tiles, regions)}
+    known = {tile.class_index: region for tile, region in zip(tiles, regions, strict=True)}
     absent = {C.COWBOY_HAT}
 elif IMAGE == "cat_and_dog":
     regions = {"left (dog)": (0, 0, width // 2, height), "right (cat)": (width // 2, 0, width, height)}
-    known = {c: "left (dog)" for c in (C.VIZSLA, C.REDBONE, C.GREAT_DANE)} | {c: "right (cat)" for c in (C.TABBY, C.EGYPTIAN_CAT)}
+    known = dict.fromkeys((C.VIZSLA, C.REDBONE, C.GREAT_DANE), "left (dog)") | dict.fromkeys(
+        (C.TABBY, C.EGYPTIAN_CAT), "right (cat)"
+    )
     absent = set()
 else:
     w2, h2 = width // 2, height // 2
-    regions = {"top left": (0, 0, w2, h2), "top right": (w2, 0, width, h2), "bottom left": (0, h2, w2, height), "bottom right": (w2, h2, width, height)}
+    regions = {
+        "top left": (0, 0, w2, h2),
+        "top right": (w2, 0, width, h2),
+        "bottom left": (0, h2, w2, height),
+        "bottom right": (w2, h2, width, height),
+    }
     known, absent = {}, set()
 names = imagenet_categories()  # index -> class name (section 5 says where they come from)
 print(f"image: {width}x{height} pixels, mode {image.mode}")
 for name, box in regions.items():
     here = [f"{names[c]} ({c})" for c, region in known.items() if region == name]
-    print(f"  {name:14s} box {str(box):22s} {', '.join(here) or 'no known class'}")
+    print(f"  {name:14s} box {box!s:22s} {', '.join(here) or 'no known class'}")
 
 # %% caption="The picture to explain, before any processing."
 plt.figure(figsize=(4, 4))
@@ -195,7 +203,7 @@ print(f"{names[top]} (index {top}, probability {probabilities[top].item():.2%})"
 
 # %%
 values, indices = probabilities.topk(5)
-for p, i in zip(values.tolist(), indices.tolist()):
+for p, i in zip(values.tolist(), indices.tolist(), strict=True):
     print(f"{i:4d}  {names[i]:24s} {p:6.2%}")
 
 # %% [markdown]
@@ -207,7 +215,7 @@ for p, i in zip(values.tolist(), indices.tolist()):
 # %%
 top5 = set(indices.tolist())
 known_probabilities = [probabilities[c].item() for c in known]
-for (c, region), p in zip(known.items(), known_probabilities):
+for (c, region), p in zip(known.items(), known_probabilities, strict=True):
     print(f"{names[c]:24s} {'(' + region + ')':16s} {p:6.1%}  {'in the top 5' if c in top5 else 'not in the top 5'}")
 if not known:
     print("no known classes for this image: the top 5 above is all the network says")
@@ -225,10 +233,20 @@ if not known:
 # %%
 try:
     post_names = post_categories()
-    differing = [i for i, (a, b) in enumerate(zip(names, post_names)) if a != b]
+    differing = [i for i, (a, b) in enumerate(zip(names, post_names, strict=True)) if a != b]
     print(f"{len(post_names)} names in the post's list, {len(differing)} of them worded differently.")
     print("The classes the post uses:")
-    for i in (C.GOOSE, C.VIZSLA, C.GERMAN_SHEPHERD, C.GREAT_DANE, C.CHOW, C.TABBY, C.TIGER_CAT, C.EGYPTIAN_CAT, C.COWBOY_HAT):
+    for i in (
+        C.GOOSE,
+        C.VIZSLA,
+        C.GERMAN_SHEPHERD,
+        C.GREAT_DANE,
+        C.CHOW,
+        C.TABBY,
+        C.TIGER_CAT,
+        C.EGYPTIAN_CAT,
+        C.COWBOY_HAT,
+    ):
         verdict = "differs" if i in differing else "same"
         print(f"  {i:4d}  torchvision {names[i]!r:22s} post {post_names[i]!r:22s} {verdict}")
 except DownloadError as error:  # offline without the mirror: say so and carry on
@@ -290,11 +308,12 @@ print("ResNet-18, last spatial output:", last_spatial_layer(untrained_resnet))
 # spirit, written for this notebook: hooks registered once, in `__init__`; one forward and one
 # backward pass per heatmap; divide by the maximum to get a map in [0, 1].
 
+
 # %%
 class PostStyleGradCAM:
     """Grad-CAM the way the original post builds it (a teaching version, with its flaws)."""
 
-    instances = []  # not in the post: lets this notebook remove the hooks between demonstrations
+    instances: ClassVar[list] = []  # not in the post: lets this notebook remove the hooks between demos
 
     def __init__(self, model, layer):
         self.model = model
@@ -338,7 +357,10 @@ post_layer_name = last_conv2d(model)
 post_layer = dict(model.named_modules())[post_layer_name]
 post_cam = PostStyleGradCAM(model, post_layer)
 post_map, post_class = post_cam.compute_heatmap(x)
-print(f"{names[post_class]} at {post_layer_name}: a {post_map.shape[0]}x{post_map.shape[1]} map, values {post_map.min():.2f} .. {post_map.max():.2f}")
+print(
+    f"{names[post_class]} at {post_layer_name}: a {post_map.shape[0]}x{post_map.shape[1]} map, "
+    f"values {post_map.min():.2f} .. {post_map.max():.2f}"
+)
 
 # %% [markdown]
 # ## 8. Where the short version goes wrong
@@ -354,7 +376,13 @@ print(f"{names[post_class]} at {post_layer_name}: a {post_map.shape[0]}x{post_ma
 print("hooks on the layer:", len(post_layer._forward_hooks), "forward,", len(post_layer._backward_hooks), "backward")
 for _ in range(2):  # what re-running the cell above twice does
     PostStyleGradCAM(model, post_layer).compute_heatmap(x)
-print("after re-running it twice:", len(post_layer._forward_hooks), "forward,", len(post_layer._backward_hooks), "backward")
+print(
+    "after re-running it twice:",
+    len(post_layer._forward_hooks),
+    "forward,",
+    len(post_layer._backward_hooks),
+    "backward",
+)
 
 # %% [markdown]
 # `GradCAM` registers its hook at the start of each call and removes it in a `finally` block, so
@@ -366,8 +394,10 @@ print("after re-running it twice:", len(post_layer._forward_hooks), "forward,", 
 
 # %%
 holding = [p for p in model.parameters() if p.grad is not None]
-print(f"{len(holding)} of {len(list(model.parameters()))} parameter tensors now hold a .grad "
-      f"({sum(p.grad.numel() * p.grad.element_size() for p in holding) / 1e6:.1f} MB)")
+print(
+    f"{len(holding)} of {len(list(model.parameters()))} parameter tensors now hold a .grad "
+    f"({sum(p.grad.numel() * p.grad.element_size() for p in holding) / 1e6:.1f} MB)"
+)
 
 # %% [markdown]
 # `GradCAM` asks autograd only for `∂y_c/∂A` (`torch.autograd.grad` with respect to the activation)
@@ -388,8 +418,10 @@ PostStyleGradCAM.remove_all()  # so that stale hooks do not run inside GradCAM's
 with GradCAM(model, post_layer_name) as cam:
     cam.compute(x, [nine])
 counter.remove()
-print(f"{len(nine)} classes: the post's class ran {post_passes} forward and {post_passes} backward passes "
-      f"through the whole network; GradCAM ran {len(forward_passes)} forward pass")
+print(
+    f"{len(nine)} classes: the post's class ran {post_passes} forward and {post_passes} backward passes "
+    f"through the whole network; GradCAM ran {len(forward_passes)} forward pass"
+)
 
 # %% [markdown]
 # `GradCAM` runs the network once with autograd switched off until the layer's hook fires, then
@@ -405,15 +437,19 @@ print(f"{len(nine)} classes: the post's class ran {post_passes} forward and {pos
 with GradCAM(model, post_layer_name) as cam:
     every_class = cam.compute(x, [list(range(len(names)))])
 flat_classes = [c for c in range(len(names)) if float(every_class.maps[0, c].max()) == 0.0]
-print(f"{len(flat_classes)} of {len(names)} classes have an all-zero map at {post_layer_name}:",
-      ", ".join(f"{names[c]} ({c})" for c in flat_classes[:5]) + (" ..." if len(flat_classes) > 5 else ""))
+print(
+    f"{len(flat_classes)} of {len(names)} classes have an all-zero map at {post_layer_name}:",
+    ", ".join(f"{names[c]} ({c})" for c in flat_classes[:5]) + (" ..." if len(flat_classes) > 5 else ""),
+)
 if flat_classes:
     flat_map, _ = PostStyleGradCAM(model, post_layer).compute_heatmap(x, flat_classes[0])
     PostStyleGradCAM.remove_all()
     with GradCAM(model, post_layer_name) as cam:
         package_flat, _, _ = cam.compute_heatmap(x, flat_classes[0])
-    print(f"{names[flat_classes[0]]}: the post's map has {int(np.isnan(flat_map).sum())} NaN of {flat_map.size}; "
-          f"GradCAM's map is all zeros: {bool((package_flat == 0).all())}")
+    print(
+        f"{names[flat_classes[0]]}: the post's map has {int(np.isnan(flat_map).sum())} NaN of {flat_map.size}; "
+        f"GradCAM's map is all zeros: {bool((package_flat == 0).all())}"
+    )
 
 # %% [markdown]
 # A NaN map draws as an empty or garbled overlay, and one NaN in a batch of metrics poisons the
@@ -430,8 +466,10 @@ runs = Counter(name for name, _ in finish_order)
 shared = [name for name, count in runs.items() if count > 1]
 shared_layer = [name for name, _ in finish_order if name in shared][-1]  # the last one to run
 print(f"{len(shared)} modules run more than once per forward pass, e.g. {', '.join(shared[:3])}")
-print(f"{shared_layer!r} runs {runs[shared_layer]} times, with outputs",
-      ", ".join(str(shape) for name, shape in finish_order if name == shared_layer))
+print(
+    f"{shared_layer!r} runs {runs[shared_layer]} times, with outputs",
+    ", ".join(str(shape) for name, shape in finish_order if name == shared_layer),
+)
 
 # %% [markdown]
 # The post's class keeps the last forward call's output, but backward runs in reverse, so the last
@@ -491,7 +529,10 @@ print(f"GradCAM: a {vgg_map.shape[0]}x{vgg_map.shape[1]} map, all finite: {bool(
 PostStyleGradCAM.remove_all()
 model.zero_grad(set_to_none=True)
 left = sum(len(m._forward_hooks) + len(m._backward_hooks) for m in model.modules())
-print(f"hooks left on the model: {left}; parameters holding a .grad: {sum(p.grad is not None for p in model.parameters())}")
+print(
+    f"hooks left on the model: {left}; "
+    f"parameters holding a .grad: {sum(p.grad is not None for p in model.parameters())}"
+)
 
 # %% [markdown]
 # ## 9. The package's `GradCAM`: the same map, without the pitfalls
@@ -574,11 +615,13 @@ print("JET colour of 1.0 (RGB):", colorize(np.array([[1.0]]))[0, 0])
 #   found nothing; the dashed rectangle marks the box, so the hard edge of the colours is not read as
 #   a finding.
 
-# %% caption="The predicted class's heatmap over the picture, in JET (left) and the perceptually uniform viridis (right); the dashed box is the part the network saw."
+# %% caption="The predicted class's heatmap in JET (left) and in viridis (right); dashed: the part the network saw."
 explanation = explain(image, model, spec, [class_idx])
 fig, axes = plt.subplots(1, 2, figsize=(9, 4))
 show_overlay(axes[0], image, explanation.heatmaps[0], f"{names[class_idx]}, JET", colormap="jet", box=explanation.box)
-show_overlay(axes[1], image, explanation.heatmaps[0], f"{names[class_idx]}, viridis", colormap="viridis", box=explanation.box)
+show_overlay(
+    axes[1], image, explanation.heatmaps[0], f"{names[class_idx]}, viridis", colormap="viridis", box=explanation.box
+)
 plt.show()
 
 # %% [markdown]
@@ -590,7 +633,7 @@ plt.show()
 # is tabby-like, so section 4 ranked it second) and cowboy hat, which is nowhere in the grid; on
 # any other picture, the dog, cat and hat classes of the original post.
 
-# %% caption="One heatmap per class, all from a single forward pass; each map is normalised on its own. The dashed box is the part the network saw."
+# %% caption="One heatmap per class from one forward pass, each normalised on its own; dashed: what the network saw."
 if tiles:
     class_list = [tile.class_index for tile in tiles] + [C.TABBY, C.COWBOY_HAT]
 else:
@@ -599,7 +642,10 @@ per_class = explain(image, model, spec, class_list)
 fig = overlay_grid(
     image,
     per_class.heatmaps,
-    [f"{n} ({i}), {p:.1%}" for n, i, p in zip(per_class.class_names, per_class.class_indices, per_class.probabilities)],
+    [
+        f"{n} ({i}), {p:.1%}"
+        for n, i, p in zip(per_class.class_names, per_class.class_indices, per_class.probabilities, strict=True)
+    ],
     colormap="viridis",
     box=per_class.box,
 )
@@ -613,8 +659,12 @@ plt.show()
 # %%
 region_names = list(regions)
 grid_shares = [region_shares(h, list(regions.values())) for h in per_class.heatmaps]
-print(f"{'class':24s} {'probability':>11s}  " + "  ".join(f"{name:>14s}" for name in region_names) + "  own region largest?")
-for c, p, shares in zip(per_class.class_indices, per_class.probabilities, grid_shares):
+print(
+    f"{'class':24s} {'probability':>11s}  "
+    + "  ".join(f"{name:>14s}" for name in region_names)
+    + "  own region largest?"
+)
+for c, p, shares in zip(per_class.class_indices, per_class.probabilities, grid_shares, strict=True):
     own = known.get(c)
     verdict = "" if own is None else ("yes" if region_names[int(shares.argmax())] == own else "NO")
     print(f"{names[c][:24]:24s} {p:11.1%}  " + "  ".join(f"{s:14.2f}" for s in shares) + f"  {verdict}")
@@ -629,18 +679,25 @@ not_here = [k for k, c in enumerate(per_class.class_indices) if c in absent]
 if not_here:
     k = min(not_here, key=lambda k: per_class.probabilities[k])
     region = region_names[int(grid_shares[k].argmax())]
-    print(f"{per_class.class_names[k]!r} is not in the picture and gets {per_class.probabilities[k]:.1%}, "
-          f"yet its map puts {grid_shares[k].max():.0%} of its mass on the {region}.")
+    print(
+        f"{per_class.class_names[k]!r} is not in the picture and gets {per_class.probabilities[k]:.1%}, "
+        f"yet its map puts {grid_shares[k].max():.0%} of its mass on the {region}."
+    )
 present = [k for k, c in enumerate(per_class.class_indices) if c in known]
 if not not_here and not present:  # nothing known about this picture: take the least likely class
     k = int(np.argmin(per_class.probabilities))
-    print(f"the least likely class here, {per_class.class_names[k]!r} at {per_class.probabilities[k]:.1%}, "
-          f"still has a map that puts {grid_shares[k].max():.0%} of its mass on the {region_names[int(grid_shares[k].argmax())]}.")
+    print(
+        f"the least likely class here, {per_class.class_names[k]!r} at {per_class.probabilities[k]:.1%}, "
+        f"still has a map that puts {grid_shares[k].max():.0%} of its mass "
+        f"on the {region_names[int(grid_shares[k].argmax())]}."
+    )
 if present:
     k = min(present, key=lambda k: per_class.probabilities[k])
     own = known[per_class.class_indices[k]]
-    print(f"{per_class.class_names[k]!r} is in the picture and gets only {per_class.probabilities[k]:.1%}, "
-          f"yet its map puts {grid_shares[k][region_names.index(own)]:.0%} of its mass on its own region, the {own}.")
+    print(
+        f"{per_class.class_names[k]!r} is in the picture and gets only {per_class.probabilities[k]:.1%}, "
+        f"yet its map puts {grid_shares[k][region_names.index(own)]:.0%} of its mass on its own region, the {own}."
+    )
 
 # %% [markdown]
 # So neither number alone is the answer: a low probability does not mean the object is absent (the
@@ -654,19 +711,21 @@ if present:
 # classifier never sees; the default layer is what the classifier pools. The table says how much
 # that changes on this picture.
 
-# %% caption="The same class at the original post's layer (last nn.Conv2d) and at the default layer (last spatial output); the dashed box is the part the network saw."
+# %% caption="One class at the post's layer (last nn.Conv2d) and the default (last spatial output); dashed: as above."
 layers = [spec.last_conv_layer, spec.target_layer]
 by_layer = [explain(image, model, spec, class_list, layer=layer) for layer in layers]
 fig, axes = plt.subplots(1, 2, figsize=(9, 4))
-for ax, layer, result in zip(axes, layers, by_layer):
-    show_overlay(ax, image, result.heatmaps[0], f"{names[class_list[0]]} at {layer}", colormap="viridis", box=result.box)
+for ax, layer, result in zip(axes, layers, by_layer, strict=True):
+    show_overlay(
+        ax, image, result.heatmaps[0], f"{names[class_list[0]]} at {layer}", colormap="viridis", box=result.box
+    )
 plt.show()
 layer_shares = [[region_shares(h, list(regions.values())) for h in result.heatmaps] for result in by_layer]
 layer_peaks = [[np.unravel_index(m.argmax(), m.shape) for m in result.small_heatmaps] for result in by_layer]
 print(f"{'class':24s} {'layer':12s} {'peak cell':>9s}  " + "  ".join(f"{name:>14s}" for name in region_names))
 for k, c in enumerate(class_list):
-    for layer, shares, peaks in zip(layers, layer_shares, layer_peaks):
-        peak = "(%d, %d)" % tuple(int(v) for v in peaks[k])
+    for layer, shares, peaks in zip(layers, layer_shares, layer_peaks, strict=True):
+        peak = "({}, {})".format(*(int(v) for v in peaks[k]))
         print(f"{names[c][:24]:24s} {layer:12s} {peak:>9s}  " + "  ".join(f"{s:14.2f}" for s in shares[k]))
 first, second = (np.array(shares) for shares in layer_shares)
 same_region = int((first.argmax(axis=1) == second.argmax(axis=1)).sum())
@@ -730,4 +789,13 @@ printed = {  # decimals, as printed (a percentage with 2 decimals is 4 decimals 
     "layer_shares": 2,
     "layer_largest_share_difference": 2,
 }
-print(check("tutorial", numbers, "../tests/reference/tutorial.json", {"MODEL": MODEL, "IMAGE": IMAGE}, printed, nonnegative=printed))
+print(
+    check(
+        "tutorial",
+        numbers,
+        "../tests/reference/tutorial.json",
+        {"MODEL": MODEL, "IMAGE": IMAGE},
+        printed,
+        nonnegative=printed,
+    )
+)

@@ -10,9 +10,9 @@ import torch
 import torchvision
 
 from gradcam_tutorial import GradCAM
-import bench as bench_script  # benchmarks/bench.py, on pytest's pythonpath
-
 from gradcam_tutorial.evaluation import cost as bench
+
+import bench as bench_script  # benchmarks/bench.py, on pytest's pythonpath
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_command_line_writes_json(tmp_path, monkeypatch, capsys):
 
     def fake_run(models, repeats, warmup, threads):
         calls.append((tuple(models), repeats, warmup, threads))
-        return {"resnet18": {**{key: 1.0 for key in bench.TIMING_KEYS}, "ratios": {}, "goals": {}}}
+        return {"resnet18": {**dict.fromkeys(bench.TIMING_KEYS, 1.0), "ratios": {}, "goals": {}}}
 
     monkeypatch.setattr(bench_script, "run_benchmark", fake_run)
     monkeypatch.setattr(bench_script, "format_table", lambda results: "TABLE")

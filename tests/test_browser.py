@@ -8,9 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_publish import COMMITTED, ROOT, write_synthetic
 
 from gradcam_tutorial.publishing import publish
+
+from test_publish import COMMITTED, ROOT, write_synthetic
 
 pytestmark = pytest.mark.browser
 

@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from gradcam_tutorial import ClassNameError, GradCAM, LayerError, normalize_maps
+from gradcam_tutorial import GradCAM, LayerError, TargetError, explain, normalize_maps
+from gradcam_tutorial.state import hook_snapshot
 
 NINE_CLASSES = [1, 7, 285, 340, 409, 530, 667, 817, 965]
 
@@ -39,23 +40,12 @@ def assert_maps_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
 
 
-def hook_state(model: nn.Module) -> dict[str, tuple]:
-    """Every module's hook dictionaries (forward, forward pre, backward), by identity of the hooks."""
-    return {
-        name: tuple(
-            tuple(hooks.items())
-            for hooks in (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks, module._backward_pre_hooks)
-        )
-        for name, module in model.named_modules()
-    }
-
-
 def model_state(model: nn.Module) -> tuple:
     return (
         model.training,
         tuple(m.training for m in model.modules()),
         tuple(p.requires_grad for p in model.parameters()),
-        hook_state(model),
+        hook_snapshot(model),
     )
 
 
@@ -84,8 +74,25 @@ def test_flat_target_list_means_one_class_per_image(resnet, images):
     with GradCAM(resnet, "layer3") as cam:
         flat = cam.compute(images, [5, 6, 7])
         nested = cam.compute(images, [[5], [6], [7]])
-    assert flat.class_indices.tolist() == [[5], [6], [7]]
+        vector = cam.compute(images, torch.tensor([5, 6, 7]))
+        matrix = cam.compute(images, torch.tensor([[5, 1], [6, 1], [7, 1]]))
+    assert flat.class_indices.tolist() == vector.class_indices.tolist() == [[5], [6], [7]]
     torch.testing.assert_close(flat.maps, nested.maps)
+    torch.testing.assert_close(flat.maps, vector.maps)
+    torch.testing.assert_close(flat.maps, matrix.maps[:, :1])
+    assert matrix.class_indices.tolist() == [[5, 1], [6, 1], [7, 1]]
+
+
+def test_a_flat_list_means_the_same_for_a_batch_of_one(resnet, images):
+    """One class per image whatever the batch size: two classes of one image must be nested."""
+    one = images[:1]
+    with GradCAM(resnet, "layer3") as cam:
+        assert cam.compute(one, [5]).class_indices.tolist() == [[5]]
+        assert cam.compute(one, [[5, 6]]).class_indices.tolist() == [[5, 6]]
+        with pytest.raises(TargetError, match=r"nest them: \[\[a, b\]\]"):
+            cam.compute(one, [5, 6])
+        with pytest.raises(TargetError, match="do not fit a batch of 1"):
+            cam.compute(one, torch.tensor([5, 6]))
 
 
 def test_default_target_is_each_images_top_class(effnet, grid):
@@ -165,7 +172,7 @@ def test_in_place_relu_module_after_the_layer_does_not_corrupt_the_map():
     expected = []
     for c in (1, 285, 667):
         captured: list[torch.Tensor] = []
-        hook = reference.features[13].register_forward_hook(lambda _m, _i, out: captured.append(out))
+        hook = reference.features[13].register_forward_hook(lambda _m, _i, out, captured=captured: captured.append(out))
         try:
             (grad,) = torch.autograd.grad(reference(x)[0, c], captured[-1])
         finally:
@@ -222,7 +229,7 @@ def test_model_left_as_found(resnet, images, failure):
         if failure == "ok":
             cam.compute(images, targets)
         else:
-            with pytest.raises((ClassNameError, RuntimeError, LayerError)):
+            with pytest.raises((TargetError, RuntimeError, LayerError)):
                 cam.compute(images, targets)
     assert model_state(model) == before
     assert torch.is_grad_enabled() == grad_mode
@@ -365,13 +372,47 @@ def test_shared_module_is_explained_at_its_last_call_and_earlier_calls_skip_auto
     expected = torch.relu(torch.einsum("c,bchw->bhw", model.head.weight[3].detach(), last) / 64)[:, None]
     with GradCAM(model, "act") as cam:
         first = cam.compute(x, 3).maps
-        second = cam.compute(x, 3).maps  # the call count is known now
+        recorded_first = grad_mode_in_body[-1]
+        second = cam.compute(x, 3).maps  # the same object knows the call count now
+        recorded_second = grad_mode_in_body[-1]
+        model.calls = 1  # the module now runs once: fewer calls than remembered
+        with torch.no_grad():
+            once = model.act(model.body(model.stem(x)))
+        expected_once = torch.relu(torch.einsum("c,bchw->bhw", model.head.weight[3].detach(), once) / 64)[:, None]
+        assert_maps_close(cam.compute(x, 3).maps, expected_once)
     assert_maps_close(first, expected)
     assert_maps_close(second, expected)
-    assert grad_mode_in_body[-1] is False, "the layers between the two calls must run without autograd"
-    model.calls = 1  # the module now runs once: fewer calls than remembered
-    with torch.no_grad():
-        once = model.act(model.body(model.stem(x)))
-    expected_once = torch.relu(torch.einsum("c,bchw->bhw", model.head.weight[3].detach(), once) / 64)[:, None]
-    with GradCAM(model, "act") as cam:
-        assert_maps_close(cam.compute(x, 3).maps, expected_once)
+    assert recorded_first is True, "a first call cannot know the layer runs twice: it records from the first call"
+    assert recorded_second is False, "the layers between the two calls must run without autograd"
+
+
+def test_a_new_gradcam_does_not_inherit_another_ones_history():
+    """No state outside the object: a fresh GradCAM behaves like a first call, whatever ran before."""
+    torch.manual_seed(0)
+    model = _SharedActivation().eval()
+    x = torch.randn(2, 3, 8, 8)
+    grad_mode_in_body: list[bool] = []
+    model.body.register_forward_pre_hook(lambda _m, _i: grad_mode_in_body.append(torch.is_grad_enabled()))
+    with GradCAM(model, "act") as used:
+        used.compute(x, 3)
+        used.compute(x, 3)
+    with GradCAM(model, "act") as fresh:
+        maps = fresh.compute(x, 3).maps
+    assert grad_mode_in_body == [True, False, True]
+    with GradCAM(model, "act") as other:
+        assert_maps_close(other.compute(x, 3).maps, maps)
+
+
+def test_explain_reuses_one_gradcam_and_refuses_a_mismatched_one(effnet, grid, resnet):
+    model, spec = effnet
+    image, _ = grid
+    alone = explain(image, model, spec, classes=["espresso", 285])
+    with GradCAM(model, spec.target_layer) as cam:
+        reused = [explain(image, model, spec, classes=["espresso", 285], cam=cam) for _ in range(2)]
+        with pytest.raises(ValueError, match="another model"):
+            explain(image, resnet, spec, cam=cam)
+        with pytest.raises(ValueError, match="not the requested '_conv_head'"):
+            explain(image, model, spec, layer="_conv_head", cam=cam)
+    for again in reused:
+        assert again.class_indices == alone.class_indices and again.layer == alone.layer
+        np.testing.assert_allclose(again.small_heatmaps, alone.small_heatmaps, atol=1e-6)

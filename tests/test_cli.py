@@ -20,7 +20,14 @@ import torch
 from PIL import Image
 
 from gradcam_tutorial import (
-    ClassNameError, DownloadError, ImageError, LayerError, WeightsUnavailableError, cli, explain, load_image,
+    ClassNameError,
+    DownloadError,
+    ImageError,
+    LayerError,
+    WeightsUnavailableError,
+    cli,
+    explain,
+    load_image,
 )
 from gradcam_tutorial.classes import EGYPTIAN_CAT, ESPRESSO
 from gradcam_tutorial.models import UnknownModelError
@@ -68,7 +75,9 @@ def _one_error_line(err: str) -> str:
 
 
 def test_single_image_writes_overlays_and_json(gradcam, photos, tmp_path, effnet):
-    status, _, err = gradcam(photos / "grid.png", "--class", "Egyptian cat", "--class", str(ESPRESSO), "--top-k", "3", "--out", tmp_path)
+    status, _, err = gradcam(
+        photos / "grid.png", "--class", "Egyptian cat", "--class", str(ESPRESSO), "--top-k", "3", "--out", tmp_path
+    )
     assert status == 0, err
     record = json.loads((tmp_path / "grid.json").read_text())
     assert record["layer"] == "_swish" and record["model"] == "efficientnet_lite0"
@@ -81,7 +90,9 @@ def test_single_image_writes_overlays_and_json(gradcam, photos, tmp_path, effnet
     assert np.allclose([t["probability"] for t in record["top_k"]], [p for *_, p in expected.top_k], atol=1e-6)
     probabilities = [t["probability"] for t in record["top_k"]]
     assert probabilities == sorted(probabilities, reverse=True)
-    for entry, small, probability in zip(record["classes"], expected.small_heatmaps, expected.probabilities):
+    for entry, small, probability in zip(
+        record["classes"], expected.small_heatmaps, expected.probabilities, strict=True
+    ):
         heatmap = np.array(entry["heatmap"])
         assert heatmap.shape == small.shape == (7, 7)  # the layer's resolution, not the photo's
         assert np.abs(heatmap - small).max() <= 5e-5  # rounded to 4 decimals
@@ -138,7 +149,10 @@ def test_folder_skips_unreadable_files_and_processes_the_rest(gradcam, photos, t
     assert "skipped" in err and "broken.png" in err and "damaged or truncated" in err
     assert "ignored 1 folder entry" in err
     assert "/4" in err  # the progress bar counted the four candidate images
-    assert err.strip().splitlines()[-1] == "gradcam: error: 1 of 4 images could not be read (see the warnings above); the others were written"
+    assert (
+        err.strip().splitlines()[-1]
+        == "gradcam: error: 1 of 4 images could not be read (see the warnings above); the others were written"
+    )
     assert "Traceback" not in err
 
 
@@ -179,7 +193,7 @@ def _bad_files(folder: Path) -> dict[str, Path]:
     ],
 )
 def test_unusable_image_exits_2_with_one_line(gradcam, tmp_path, case, words):
-    status, out, err = gradcam(_bad_files(tmp_path)[case], "--out", tmp_path / "out")
+    status, _out, err = gradcam(_bad_files(tmp_path)[case], "--out", tmp_path / "out")
     assert status == 2
     assert words in _one_error_line(err)
 
@@ -273,15 +287,29 @@ def _env() -> dict[str, str]:
 def test_console_script_error_is_one_line(tmp_path):
     script = Path(sys.executable).with_name("gradcam")
     assert script.exists(), "the gradcam console script is not installed (pip install -e .)"
-    done = subprocess.run([str(script), str(tmp_path / "missing.jpg")], capture_output=True, text=True, env=_env(), timeout=120)
+    done = subprocess.run(
+        [str(script), str(tmp_path / "missing.jpg")], capture_output=True, text=True, env=_env(), timeout=120
+    )
     assert done.returncode == 2
     assert _one_error_line(done.stderr) == f"gradcam: error: {tmp_path / 'missing.jpg'}: no such file"
 
 
 def test_python_m_explains_an_image(photos, tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "gradcam_tutorial", str(photos / "coffee.png"), "--class", "espresso", "--out", str(tmp_path)],
-        capture_output=True, text=True, env=_env(), timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "gradcam_tutorial",
+            str(photos / "coffee.png"),
+            "--class",
+            "espresso",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "coffee__967_espresso.png").is_file()
@@ -392,7 +420,18 @@ def test_interrupted_runs_leave_no_partial_file_and_a_rerun_completes(photos, tm
     for k in range(16):
         shutil.copy(photos / "coffee.png", inputs / f"cup{k:02d}.png")
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "gradcam_tutorial", str(inputs), "--out", str(out), "--class", "espresso", "--top-k", "3"]
+    command = [
+        sys.executable,
+        "-m",
+        "gradcam_tutorial",
+        str(inputs),
+        "--out",
+        str(out),
+        "--class",
+        "espresso",
+        "--top-k",
+        "3",
+    ]
     rng = random.Random(0)
     for trial in range(6):
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -416,8 +455,12 @@ def test_interrupted_runs_leave_no_partial_file_and_a_rerun_completes(photos, tm
 def test_a_fifo_named_on_the_command_line_is_refused_at_once(tmp_path):
     pipe = tmp_path / "pipe.jpg"
     os.mkfifo(pipe)
-    done = subprocess.run([sys.executable, "-m", "gradcam_tutorial", str(pipe), "--out", str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=120)  # opening the FIFO would block forever
+    done = subprocess.run(
+        [sys.executable, "-m", "gradcam_tutorial", str(pipe), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # opening the FIFO would block forever
     assert done.returncode == 2
     assert _one_error_line(done.stderr).endswith("pipe.jpg: is a FIFO, not a regular file")
 

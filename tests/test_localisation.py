@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from gradcam_tutorial.evaluation.localisation import TOLERANCE, box_coverage, box_mask, chance, energy, pointing_hit, visible_mask
+from gradcam_tutorial.evaluation.localisation import (
+    TOLERANCE,
+    box_coverage,
+    box_mask,
+    chance,
+    energy,
+    pointing_hit,
+    visible_mask,
+)
 from gradcam_tutorial.viz import heatmap_on_photo
 
 

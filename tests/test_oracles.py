@@ -16,8 +16,8 @@ from torch import nn
 from torchvision import transforms
 
 from gradcam_tutorial import GradCAM, normalize_maps
-from gradcam_tutorial.models import IMAGENET_MEAN, IMAGENET_STD
 from gradcam_tutorial.evaluation.peers import PEERS, compare_with_peers, peer_maps
+from gradcam_tutorial.models import IMAGENET_MEAN, IMAGENET_STD
 
 TOLERANCE = 1e-5
 
@@ -47,7 +47,11 @@ def torchvision_models() -> dict[str, nn.Module]:
 def grid_input(grid_image, side: int) -> torch.Tensor:
     """The demo grid as an ImageNet-normalised batch of one, ``side`` pixels square."""
     to_tensor = transforms.Compose(
-        [transforms.Resize((side, side), antialias=True), transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+        [
+            transforms.Resize((side, side), antialias=True),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
     )
     return to_tensor(grid_image).unsqueeze(0)
 

@@ -57,7 +57,13 @@ def make_image(width: int, height: int, mode: str, seed: int) -> Image.Image:
 @st.composite
 def cases(draw):
     mode = draw(st.sampled_from(sorted(FORMATS)))
-    return draw(st.integers(1, 4096)), draw(st.integers(1, 4096)), mode, draw(st.sampled_from(FORMATS[mode])), draw(st.integers(0, 2**16))
+    return (
+        draw(st.integers(1, 4096)),
+        draw(st.integers(1, 4096)),
+        mode,
+        draw(st.sampled_from(FORMATS[mode])),
+        draw(st.integers(0, 2**16)),
+    )
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)

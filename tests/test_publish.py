@@ -46,27 +46,50 @@ def write_synthetic(folder: Path) -> tuple[Path, Path]:
     """An executed notebook and its .py source in ``folder/executed`` and ``folder/sources``."""
     png = _png()
     cells = [
-        new_markdown_cell("# Synthetic notebook\n\nA tiny executed notebook that exercises the publisher, "
-                          "with a formula $\\alpha_k^c = \\frac{1}{Z}\\sum_i y^c$ inline.\n\n"
-                          "Jump to [the results](#results-2nd-section)."),
-        new_code_cell("import os  # SETUP-MARKER", execution_count=1, metadata={"tags": ["setup"]},
-                      outputs=[new_output("stream", name="stdout", text="SETUP-OUTPUT\n")]),
+        new_markdown_cell(
+            "# Synthetic notebook\n\nA tiny executed notebook that exercises the publisher, "
+            "with a formula $\\alpha_k^c = \\frac{1}{Z}\\sum_i y^c$ inline.\n\n"
+            "Jump to [the results](#results-2nd-section)."
+        ),
+        new_code_cell(
+            "import os  # SETUP-MARKER",
+            execution_count=1,
+            metadata={"tags": ["setup"]},
+            outputs=[new_output("stream", name="stdout", text="SETUP-OUTPUT\n")],
+        ),
         new_code_cell("size = 3", execution_count=2, metadata={"tags": ["parameters"]}),
-        new_markdown_cell("## First section\n\nSome *prose* and `code`.\n\n"
-                          "$$\nL = \\mathrm{ReLU}\\Big(\\sum_k w_k A_k\\Big)\n$$"),
-        new_code_cell("print('hello', 6 * 7)\nplot()", execution_count=3, metadata={"caption": "A rising curve"},
-                      outputs=[new_output("stream", name="stdout", text="hello 42\n"),
-                               new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"})]),
+        new_markdown_cell(
+            "## First section\n\nSome *prose* and `code`.\n\n$$\nL = \\mathrm{ReLU}\\Big(\\sum_k w_k A_k\\Big)\n$$"
+        ),
+        new_code_cell(
+            "print('hello', 6 * 7)\nplot()",
+            execution_count=3,
+            metadata={"caption": "A rising curve"},
+            outputs=[
+                new_output("stream", name="stdout", text="hello 42\n"),
+                new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"}),
+            ],
+        ),
         new_markdown_cell("## Results: 2nd *section*\n\n### Details\n\nBack to [the first section](#first-section)."),
-        new_code_cell("f'{{literal}} {size}'", execution_count=4,
-                      outputs=[new_output("execute_result", data={"text/plain": "'{literal} 3'"}, execution_count=4)]),
-        new_code_cell("plot_again()", execution_count=5,
-                      outputs=[new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"})]),
-        new_markdown_cell("## First section\n\nThe same heading twice gets a numbered id.\n\n"
-                          "## 3. A numbered section\n\nLinked from [here](#3-a-numbered-section)."),
+        new_code_cell(
+            "f'{{literal}} {size}'",
+            execution_count=4,
+            outputs=[new_output("execute_result", data={"text/plain": "'{literal} 3'"}, execution_count=4)],
+        ),
+        new_code_cell(
+            "plot_again()",
+            execution_count=5,
+            outputs=[new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"})],
+        ),
+        new_markdown_cell(
+            "## First section\n\nThe same heading twice gets a numbered id.\n\n"
+            "## 3. A numbered section\n\nLinked from [here](#3-a-numbered-section)."
+        ),
     ]
-    node = new_notebook(cells=cells, metadata={"gradcam_tutorial": {"executed": EXECUTED},
-                                               "language_info": {"name": "python", "version": "3.11.9"}})
+    node = new_notebook(
+        cells=cells,
+        metadata={"gradcam_tutorial": {"executed": EXECUTED}, "language_info": {"name": "python", "version": "3.11.9"}},
+    )
     executed, sources = folder / "executed", folder / "sources"
     executed.mkdir(parents=True)
     sources.mkdir(parents=True)
@@ -155,9 +178,11 @@ def test_executed_date_falls_back_to_the_file_mtime(tmp_path: Path) -> None:
 def test_check_links_passes_the_build_and_catches_breakage(built: Path, tmp_path: Path) -> None:
     assert publish.check_links(built / "site") == []
     assert publish.check_links(built / "blog") == []
-    (tmp_path / "a.html").write_text('<h2 id="here">x</h2><a href="#here">ok</a><a href="#gone">bad</a>'
-                                     '<img src="missing.png"><a href="sub/">dir</a>'
-                                     '<a href="https://example.org/">web</a>')
+    (tmp_path / "a.html").write_text(
+        '<h2 id="here">x</h2><a href="#here">ok</a><a href="#gone">bad</a>'
+        '<img src="missing.png"><a href="sub/">dir</a>'
+        '<a href="https://example.org/">web</a>'
+    )
     (tmp_path / "p.md").write_text("# Title\n\n![fig](p_files/x.png) [t](#title)\n\n```\n[not](a-link.png)\n```\n")
     assert publish.check_links(tmp_path) == [
         "a.html: #gone (no element with id 'gone')",
@@ -184,7 +209,7 @@ def test_committed_notebooks_render_with_working_links(tmp_path: Path) -> None:
         page = (tmp_path / "site" / f"{nb.slug}.html").read_text()
         assert nb.summary and f"Executed on {nb.executed.isoformat()}" in page
         shown = len(publish.figures(nb.node))
-        assert page.count("<figure><img src=\"data:image/") == shown
+        assert page.count('<figure><img src="data:image/') == shown
         assert len(list((tmp_path / "blog" / f"{nb.slug}_files").glob("*"))) == shown
         hidden = [c for c in nb.node.cells if "setup" in c.metadata.get("tags", ())]
         for cell in hidden:

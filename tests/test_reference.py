@@ -89,12 +89,19 @@ def test_record_mode_writes_the_numbers_and_does_not_raise(tmp_path, monkeypatch
     verdict = reference.check("demo", {"x": np.float32(0.75)}, path, {"P": 1})
     assert verdict.startswith("demo:")
     assert json.loads((tmp_path / "record" / "demo.json").read_text()) == {
-        "parameters": {"P": 1}, "printed": {}, "nonnegative": [], "values": {"x": [0.75]}
+        "parameters": {"P": 1},
+        "printed": {},
+        "nonnegative": [],
+        "values": {"x": [0.75]},
     }
 
 
 def test_build_takes_spread_across_variants_and_derives_tolerances():
-    runs = {"a": {"x": [0.5, 1.0], "k": [3.0]}, "b": {"x": [0.5002, 0.9999], "k": [3.0]}, "c": {"x": [0.4999, 1.0], "k": [3.0]}}
+    runs = {
+        "a": {"x": [0.5, 1.0], "k": [3.0]},
+        "b": {"x": [0.5002, 0.9999], "k": [3.0]},
+        "c": {"x": [0.4999, 1.0], "k": [3.0]},
+    }
     built = reference.build(runs, {"P": 1}, {"x": 2}, {"": 1e-5, "k": 1e-6}, "about", ["x"])
     assert built["values"]["x"]["value"] == [0.5, 1.0]  # the first variant's numbers
     assert built["values"]["x"]["spread"] == pytest.approx(3e-4)
@@ -133,9 +140,10 @@ def test_nbval_variants_cover_avx2_and_sse41_on_one_thread():
     assert variants["sse41-1-thread"]["ONEDNN_MAX_CPU_ISA"] == "SSE41"
     assert variants["sse41-1-thread"]["OMP_NUM_THREADS"] == "1"
     for source in ("tutorial", "report"):  # the notebooks pass the thread count on to torch
-        assert 'torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))' in (
-            notebooks.ROOT / "notebooks" / f"{source}.py"
-        ).read_text()
+        assert (
+            'torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))'
+            in (notebooks.ROOT / "notebooks" / f"{source}.py").read_text()
+        )
 
 
 def test_compared_outputs_skip_ignored_cells_and_sanitize():
@@ -150,7 +158,7 @@ def test_compared_outputs_skip_ignored_cells_and_sanitize():
     assert notebooks.compared_outputs(notebook) == {0: "took <TIME> at 0xADDRESS\n"}
 
 
-DEMO = '''# %%
+DEMO = """# %%
 import os
 from gradcam_tutorial.publishing.reference import check
 value = float(os.environ["DEMO_VALUE"])
@@ -160,7 +168,7 @@ print(f"value {value:.1f}")
 
 # %%
 print(check("demo", {"value": value}, "demo.json", {"P": 1}, {"value": 1}, ["value"]))
-'''
+"""
 
 
 def test_diff_tells_a_real_change_from_a_rounding_wobble(tmp_path, monkeypatch, capsys):

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from gradcam_tutorial.data import imagenet_samples
 from gradcam_tutorial.evaluation import faithfulness, report
 from gradcam_tutorial.evaluation.sanity import rank_correlation
-from gradcam_tutorial.data import imagenet_samples
 
 N_PHOTOS = 4  # faithfulness photos, of which CHECK_PHOTOS also run at twice the steps
 CHECK_PHOTOS = 2
@@ -22,10 +22,24 @@ METHODS = {"gradcam", "random", "center", "last_conv"}
 def produced(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     results = out / "results" / "report-full.json"
-    code = report.main([
-        "--val-photos", str(VAL_PHOTOS), "--faith-photos", str(N_PHOTOS), "--check-photos", str(CHECK_PHOTOS),
-        "--sanity-photos", "2", "--steps", str(STEPS), "--out", str(out), "--results", str(results),
-    ])
+    code = report.main(
+        [
+            "--val-photos",
+            str(VAL_PHOTOS),
+            "--faith-photos",
+            str(N_PHOTOS),
+            "--check-photos",
+            str(CHECK_PHOTOS),
+            "--sanity-photos",
+            "2",
+            "--steps",
+            str(STEPS),
+            "--out",
+            str(out),
+            "--results",
+            str(results),
+        ]
+    )
     assert results.read_text() == (out / "metrics.json").read_text()
     return code, out, json.loads((out / "metrics.json").read_text())
 
@@ -42,7 +56,7 @@ def test_select_samples_is_spread_and_deterministic():
 
 
 def test_cli_writes_schema(produced):
-    code, out, data = produced
+    code, _out, data = produced
     assert code == 0
     assert data["n_photos"] == N_PHOTOS and data["steps"] == STEPS and data["sanity_n_photos"] == 2
     for key in ("insertion_auc", "deletion_auc"):
@@ -56,7 +70,9 @@ def test_cli_writes_schema(produced):
     assert set(data["avg_drop"]) == set(data["increase_in_confidence"]) == METHODS
     for method in METHODS:
         assert 0.0 <= data["avg_drop"][method] <= 1.0
-        assert data["increase_in_confidence"][method] * N_PHOTOS == pytest.approx(round(data["increase_in_confidence"][method] * N_PHOTOS))
+        assert data["increase_in_confidence"][method] * N_PHOTOS == pytest.approx(
+            round(data["increase_in_confidence"][method] * N_PHOTOS)
+        )
     assert 0.0 <= data["sanity_mean_abs_spearman"] <= 1.0
 
 
@@ -76,7 +92,9 @@ def test_summary_numbers_agree_with_the_curves(produced):
     for key in ("insertion", "deletion"):
         for method in METHODS:
             # the AUC is linear in the curve, so the mean AUC is the AUC of the mean curve
-            assert faithfulness.curve_auc(np.array(curves[key][method])) == pytest.approx(data[f"{key}_auc"][method]["mean"], abs=2e-4)
+            assert faithfulness.curve_auc(np.array(curves[key][method])) == pytest.approx(
+                data[f"{key}_auc"][method]["mean"], abs=2e-4
+            )
         # every method starts (deletion) or ends (insertion) at the same untouched input
         assert len({round(curves[key][m][0 if key == "deletion" else -1], 4) for m in METHODS}) == 1
 
@@ -110,11 +128,16 @@ def test_results_have_the_keys_the_issue_lists(produced):
     road = faith["road"]
     assert road["n_photos"] == N_PHOTOS and road["percentages"] == [10.0, 30.0, 50.0, 70.0, 90.0]
     for method in METHODS:
-        assert road[method]["gap"]["mean"] == pytest.approx(road[method]["lerf"]["mean"] - road[method]["morf"]["mean"], abs=2e-4)
+        assert road[method]["gap"]["mean"] == pytest.approx(
+            road[method]["lerf"]["mean"] - road[method]["morf"]["mean"], abs=2e-4
+        )
     for key in ("avg_drop_ci95", "increase_in_confidence_ci95"):
         for method in METHODS:
             low, high = data[key][method]
-            assert low <= data[key.removesuffix("_ci95")][method] + 1e-4 and data[key.removesuffix("_ci95")][method] <= high + 1e-4
+            assert (
+                low <= data[key.removesuffix("_ci95")][method] + 1e-4
+                and data[key.removesuffix("_ci95")][method] <= high + 1e-4
+            )
     cost = data["cost"]
     assert cost["seconds_per_photo"] > 0 and cost["forward_budget_ratio"] > 0
     # every image that went through the network was counted: accuracy alone is VAL_PHOTOS + 500
@@ -144,7 +167,10 @@ def test_sanity_reference_is_the_similarity_of_neighbouring_photos(effnet):
     model, spec = effnet
     photos = report.spread(list(imagenet_val()), 3)
     sanity = report.sanity_check(model, spec, photos, depths=[1], methods=("gradcam", "guided_backprop"))
-    maps = [report.saliency_maps(model, spec, report.model_input(p, spec), p.class_index, ("gradcam", "guided_backprop")) for p in photos]
+    maps = [
+        report.saliency_maps(model, spec, report.model_input(p, spec), p.class_index, ("gradcam", "guided_backprop"))
+        for p in photos
+    ]
     for method in ("gradcam", "guided_backprop"):
         expected = [abs(rank_correlation(maps[i][method], maps[(i + 1) % 3][method])) for i in range(3)]
         np.testing.assert_allclose(sanity.reference[method], expected, atol=1e-6)

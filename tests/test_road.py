@@ -19,7 +19,7 @@ WEIGHTS = {(dy, dx): (1 / 12 if dy and dx else 1 / 6) for dy in (-1, 0, 1) for d
 
 def neighbour_mean(image: np.ndarray) -> np.ndarray:
     """Each pixel's weighted mean of its in-image 8 neighbours, weights renormalised (independent loop)."""
-    channels, height, width = image.shape
+    _channels, height, width = image.shape
     total = np.zeros_like(image)
     weight = np.zeros((height, width))
     for (dy, dx), w in WEIGHTS.items():
@@ -45,11 +45,14 @@ def block(height: int, width: int, top: int, bottom: int, left: int, right: int)
 # --- imputation: known answers -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("function", [
-    lambda y, x: 0.3 + 0.05 * y - 0.02 * x,  # linear ramp
-    lambda y, x: 0.01 * (x - 11.5) ** 2 - 0.01 * (y - 9.5) ** 2,  # harmonic quadratic
-    lambda y, x: 0.003 * (x - 11.5) * (y - 9.5),  # harmonic quadratic
-])
+@pytest.mark.parametrize(
+    "function",
+    [
+        lambda y, x: 0.3 + 0.05 * y - 0.02 * x,  # linear ramp
+        lambda y, x: 0.01 * (x - 11.5) ** 2 - 0.01 * (y - 9.5) ** 2,  # harmonic quadratic
+        lambda y, x: 0.003 * (x - 11.5) * (y - 9.5),  # harmonic quadratic
+    ],
+)
 def test_harmonic_polynomials_are_reproduced_in_the_interior(function):
     image = grid_image(function)
     removed = block(20, 24, 4, 15, 5, 19)  # does not touch the border
@@ -121,7 +124,7 @@ def test_morf_and_lerf_remove_exactly_the_top_and_bottom_share():
     percentages = [0, 10, 25, 50, 90, 100]
     morf = road.removed_masks(values, percentages, "morf").numpy()
     lerf = road.removed_masks(torch.from_numpy(values), percentages, "lerf").numpy()
-    for p, top, bottom in zip(percentages, morf, lerf):
+    for p, top, bottom in zip(percentages, morf, lerf, strict=True):
         k = int(np.rint(p / 100 * values.size))
         assert top.sum() == bottom.sum() == k
         if k:
@@ -227,7 +230,10 @@ def test_percentile_semantics_and_ties_differ_from_pytorch_grad_cam():
     quadrant[:8, :8] = 1.0
     assert their_removed("morf", 80, quadrant).sum() == 64  # 25 %, not 20 %
     assert their_removed("morf", 70, quadrant).all()  # 100 %: nothing kept, their system is singular
-    assert road.removed_masks(quadrant, [20], "morf")[0].sum() == 51 and road.removed_masks(quadrant, [30], "morf")[0].sum() == 77
+    assert (
+        road.removed_masks(quadrant, [20], "morf")[0].sum() == 51
+        and road.removed_masks(quadrant, [30], "morf")[0].sum() == 77
+    )
 
 
 def input_box(spec, grid_size, box) -> tuple[int, int, int, int]:
@@ -236,7 +242,12 @@ def input_box(spec, grid_size, box) -> tuple[int, int, int, int]:
     scale = spec.input_size / (x1 - x0), spec.input_size / (y1 - y0)
     left, top, right, bottom = box
     clip = lambda v: int(np.clip(round(v), 0, spec.input_size))  # noqa: E731
-    return clip((left - x0) * scale[0]), clip((top - y0) * scale[1]), clip((right - x0) * scale[0]), clip((bottom - y0) * scale[1])
+    return (
+        clip((left - x0) * scale[0]),
+        clip((top - y0) * scale[1]),
+        clip((right - x0) * scale[0]),
+        clip((bottom - y0) * scale[1]),
+    )
 
 
 def quadrant_map(spec, grid, tile) -> np.ndarray:
@@ -249,7 +260,11 @@ def quadrant_map(spec, grid, tile) -> np.ndarray:
 @their_numpy_warning
 def test_road_scores_equal_pytorch_grad_cam_on_efficientnet(effnet, grid, monkeypatch):
     from pytorch_grad_cam.metrics import road as their_road
-    from pytorch_grad_cam.metrics.perturbation_confidence import PerturbationConfidenceMetric, RemoveLeastRelevantFirst, RemoveMostRelevantFirst
+    from pytorch_grad_cam.metrics.perturbation_confidence import (
+        PerturbationConfidenceMetric,
+        RemoveLeastRelevantFirst,
+        RemoveMostRelevantFirst,
+    )
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
     model, spec = effnet
@@ -257,17 +272,22 @@ def test_road_scores_equal_pytorch_grad_cam_on_efficientnet(effnet, grid, monkey
     x = spec.preprocess(picture)
     tile = tiles[0]
     # the cat's quadrant first, every pixel a distinct value (pytorch-grad-cam's threshold keeps all ties)
-    n = spec.input_size ** 2
-    saliency = quadrant_map(spec, picture, tile) + 0.5 * np.random.default_rng(0).permutation(n).reshape(spec.input_size, -1) / n
+    n = spec.input_size**2
+    saliency = (
+        quadrant_map(spec, picture, tile)
+        + 0.5 * np.random.default_rng(0).permutation(n).reshape(spec.input_size, -1) / n
+    )
     percentages = [10, 30, 50]  # their imputer takes seconds at high removal shares; these keep the test short
     ours = road.road_scores(model, x, [saliency], tile.class_index, percentages, noise_std=0.0)
     with torch.inference_mode():
         full = torch.softmax(model(x), 1)[0, tile.class_index].item()
     targets = [ClassifierOutputSoftmaxTarget(tile.class_index)]
     for order, kind in (("morf", RemoveMostRelevantFirst), ("lerf", RemoveLeastRelevantFirst)):
-        for p, score in zip(percentages, ours[order][0]):
+        for p, score in zip(percentages, ours[order][0], strict=True):
             q = 100 - p  # their percentile is the share kept
-            np.testing.assert_array_equal(their_removed(order, q, saliency), road.removed_masks(saliency, [p], order)[0].numpy())
+            np.testing.assert_array_equal(
+                their_removed(order, q, saliency), road.removed_masks(saliency, [p], order)[0].numpy()
+            )
             metric = PerturbationConfidenceMetric(kind(q, their_road.NoisyLinearImputer(noise=0.0)))
             # by default they report the change from the untouched input's score, not the score
             change = metric(x, saliency[None], targets, model)[0]

@@ -11,10 +11,11 @@ from torch import nn
 
 from gradcam_tutorial.evaluation import saliency, sanity
 from gradcam_tutorial.evaluation.saliency import guided_backprop
+from gradcam_tutorial.state import hook_snapshot
 
 
 def _no_hooks(model: nn.Module) -> bool:
-    return not any(m._forward_hooks or m._backward_hooks or m._forward_pre_hooks for m in model.modules())
+    return not any(any(ids) for kinds in hook_snapshot(model).values() for ids in kinds)
 
 
 def _resnet18(seed: int = 0) -> nn.Module:
@@ -106,9 +107,14 @@ def test_relu6_by_hand_blocks_above_six_and_negative_gradients():
 def test_relu6_network_matches_an_independent_reference():
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU6(),
-        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU6(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU6(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.ReLU6(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 5),
     ).eval()
     with torch.no_grad():
         model[1].running_var.fill_(0.05)  # push some pre-activations above 6
@@ -117,7 +123,9 @@ def test_relu6_network_matches_an_independent_reference():
         pre = model[:2](x[None])
     assert (pre > 6).any() and (pre < 0).any() and ((pre > 0) & (pre < 6)).any()
     for target in range(5):
-        np.testing.assert_allclose(guided_backprop(model, x, target), _reference_map(model, x[None], target), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(
+            guided_backprop(model, x, target), _reference_map(model, x[None], target), rtol=1e-5, atol=1e-7
+        )
 
 
 # --- 3. the model is left as found ----------------------------------------------------------------
@@ -160,8 +168,20 @@ def test_effnet_activations_are_all_relu6_modules(effnet):
     """Module hooks see every activation: no ReLU-type function is applied outside a module."""
     from torch.overrides import TorchFunctionMode
 
-    model, spec = effnet
-    names = {"relu", "relu_", "relu6", "hardtanh", "hardtanh_", "clamp", "clamp_", "clip", "threshold", "silu", "sigmoid"}
+    model, _spec = effnet
+    names = {
+        "relu",
+        "relu_",
+        "relu6",
+        "hardtanh",
+        "hardtanh_",
+        "clamp",
+        "clamp_",
+        "clip",
+        "threshold",
+        "silu",
+        "sigmoid",
+    }
     calls = []
 
     class Record(TorchFunctionMode):
@@ -171,7 +191,9 @@ def test_effnet_activations_are_all_relu6_modules(effnet):
             return func(*args, **(kwargs or {}))
 
     module_calls = []
-    handles = [m.register_forward_hook(lambda *a: module_calls.append(1)) for m in model.modules() if isinstance(m, nn.ReLU6)]
+    handles = [
+        m.register_forward_hook(lambda *a: module_calls.append(1)) for m in model.modules() if isinstance(m, nn.ReLU6)
+    ]
     try:
         with torch.no_grad(), Record():
             model(torch.zeros(1, 3, 64, 64))

@@ -9,7 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from soak import RSS_LIMIT_MB, hook_snapshot, soak
+from gradcam_tutorial.state import hook_snapshot
+
+from soak import RSS_LIMIT_MB, soak
 
 
 def test_soak_small(effnet):

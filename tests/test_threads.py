@@ -31,7 +31,7 @@ def test_threads_sharing_one_model_get_sequential_results_and_leave_it_as_found(
                 with GradCAM(shared, "_swish") as cam:
                     results.append((c, cam.compute_heatmap(x, c)))
                 results.append((c, (explain(grid[0], shared, spec, [c]).small_heatmaps[0], c, None)))
-        except BaseException as error:  # noqa: BLE001 - reported below, with the thread's class
+        except BaseException as error:
             errors.append(error)
 
     threads = [threading.Thread(target=work, args=(c,)) for c in CLASSES]

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from gradcam_tutorial import classes as C
-from gradcam_tutorial.publishing import reference
 from gradcam_tutorial import create_model, explain, last_conv2d, last_spatial_layer, load_image
-from gradcam_tutorial.regions import region_shares
 from gradcam_tutorial.data import CAT_AND_DOG, fetch, imagenet_samples
 from gradcam_tutorial.models import WeightsUnavailableError
+from gradcam_tutorial.publishing import reference
+from gradcam_tutorial.regions import region_shares
 
 REFERENCE = Path(__file__).parent / "reference" / "tutorial.json"
 GRID_CLASSES = [C.EGYPTIAN_CAT, C.ESPRESSO, C.MILITARY_UNIFORM, C.MOPED, C.TABBY, C.COWBOY_HAT]
@@ -30,11 +30,11 @@ def test_offline_model_top1_on_the_mirrored_samples(effnet):
     assert len(samples) == 500
     correct = 0
     for start in range(0, len(samples), 50):
-        chunk = samples[start:start + 50]
+        chunk = samples[start : start + 50]
         batch = torch.cat([spec.preprocess(load_image(s.path)) for s in chunk])
         with torch.no_grad():
             predicted = model(batch).argmax(dim=1)
-        correct += sum(int(p) == s.class_index for p, s in zip(predicted, chunk))
+        correct += sum(int(p) == s.class_index for p, s in zip(predicted, chunk, strict=True))
     assert correct / len(samples) >= 0.85, f"top-1 {correct / len(samples):.3f}"
 
 
@@ -150,7 +150,7 @@ def test_tutorial_adapts_to_other_images(image, tmp_path):
     shares = _table(texts, "class                    probability")
     assert len(shares) == 6, "one row per explained class"
     for row in shares:
-        values = [float(v) for v in row[-len(regions) - (1 if row[-1] in ("yes", "NO") else 0):][: len(regions)]]
+        values = [float(v) for v in row[-len(regions) - (1 if row[-1] in ("yes", "NO") else 0) :][: len(regions)]]
         assert len(values) == len(regions) and abs(sum(values) - 1) <= 0.03, row
     layer_rows = _table(texts, "class                    layer")
     assert len(layer_rows) == 12

@@ -5,8 +5,8 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import cv2
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from matplotlib.patches import Rectangle
@@ -20,7 +20,12 @@ def test_show_overlay_outlines_the_visible_box_and_draws_a_colour_bar():
     fig, ax = plt.subplots()
     show_overlay(ax, image, np.zeros((7, 7)), "t", colormap="viridis", box=(8.0, 4.0, 56.0, 44.0))
     (rectangle,) = [p for p in ax.patches if isinstance(p, Rectangle)]
-    assert (rectangle.get_x(), rectangle.get_y(), rectangle.get_width(), rectangle.get_height()) == (8.0, 4.0, 48.0, 40.0)
+    assert (rectangle.get_x(), rectangle.get_y(), rectangle.get_width(), rectangle.get_height()) == (
+        8.0,
+        4.0,
+        48.0,
+        40.0,
+    )
     assert rectangle.get_linestyle() == "--" and not rectangle.get_fill()
     assert len(fig.axes) == 2, "the image and its colour bar"
     assert fig.axes[1].get_ylabel() == "Grad-CAM (normalised)"
@@ -60,3 +65,33 @@ def test_explanation_places_each_map_on_request_as_the_stack_does(effnet):
     for k in range(4):
         assert np.array_equal(result.heatmap(k), result.heatmaps[k])
     assert result.heatmaps is result.heatmaps  # made once, then kept
+
+
+@pytest.mark.parametrize(("small", "size"), [((7, 7), (224, 224)), ((7, 7), (375, 500)), ((14, 10), (3000, 4000))])
+def test_the_one_resize_is_opencvs_bilinear(small, size):
+    """OpenCV's INTER_LINEAR (an independent implementation, half-pixel centres) is the oracle."""
+    from gradcam_tutorial.viz import resize_heatmap
+
+    heatmap = np.random.default_rng(0).random(small).astype(np.float32)
+    ours = resize_heatmap(heatmap, size)
+    theirs = cv2.resize(heatmap, size[::-1], interpolation=cv2.INTER_LINEAR)
+    assert ours.shape == size and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, theirs, atol=2e-6)
+    stack = resize_heatmap(np.stack([heatmap, 1 - heatmap]), size)  # a stack of maps at once
+    np.testing.assert_allclose(stack[1], 1 - ours, atol=2e-6)
+
+
+@pytest.mark.parametrize("name", ["jet", "viridis", "inferno"])
+def test_colour_bars_show_the_overlays_own_colours(name):
+    """The bar is drawn from the same table the overlay indexes: every level, the same RGB."""
+    from gradcam_tutorial.viz import colour_bar_map
+
+    levels = np.linspace(0.0, 1.0, 256)
+    overlay_colours = colorize(levels[None, :], name)[0]
+    bar_colours = np.round(np.asarray(colour_bar_map(name)(levels))[:, :3] * 255).astype(np.uint8)
+    np.testing.assert_array_equal(bar_colours, overlay_colours)
+    bgr = cv2.applyColorMap(
+        np.arange(256, dtype=np.uint8)[None, :],
+        {"jet": cv2.COLORMAP_JET, "viridis": cv2.COLORMAP_VIRIDIS, "inferno": cv2.COLORMAP_INFERNO}[name],
+    )
+    np.testing.assert_array_equal(overlay_colours, bgr[0, :, ::-1])  # OpenCV's table, turned to RGB

@@ -1,6 +1,6 @@
 """Helpers for the Grad-CAM tutorial and report: one implementation that the notebooks import."""
 
-from .cam import CAMResult, GradCAM, ModelError, normalize_maps
+from .cam import CAMResult, GradCAM, ModelError, TargetError, normalize_maps
 from .classes import ClassNameError, imagenet_categories, resolve_class
 from .data import DownloadError, Remote, fetch
 from .explain import Explanation, explain
@@ -10,8 +10,33 @@ from .models import REGISTRY, ModelSpec, WeightsUnavailableError, create_model, 
 from .viz import colorize, overlay, overlay_grid, show_overlay
 
 __all__ = [
-    "CAMResult", "ClassNameError", "DownloadError", "Explanation", "GradCAM", "ImageError", "LayerError",
-    "ModelError", "ModelSpec", "REGISTRY", "Remote", "WeightsUnavailableError", "colorize", "create_model", "demo_grid",
-    "explain", "fetch", "get_spec", "imagenet_categories", "last_conv2d", "last_spatial_layer",
-    "load_image", "normalize_maps", "overlay", "overlay_grid", "resolve_class", "resolve_layer", "show_overlay",
+    "REGISTRY",
+    "CAMResult",
+    "ClassNameError",
+    "DownloadError",
+    "Explanation",
+    "GradCAM",
+    "ImageError",
+    "LayerError",
+    "ModelError",
+    "ModelSpec",
+    "Remote",
+    "TargetError",
+    "WeightsUnavailableError",
+    "colorize",
+    "create_model",
+    "demo_grid",
+    "explain",
+    "fetch",
+    "get_spec",
+    "imagenet_categories",
+    "last_conv2d",
+    "last_spatial_layer",
+    "load_image",
+    "normalize_maps",
+    "overlay",
+    "overlay_grid",
+    "resolve_class",
+    "resolve_layer",
+    "show_overlay",
 ]

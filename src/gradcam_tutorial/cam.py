@@ -19,29 +19,24 @@ import threading
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 import torch
 from torch import nn
 
-from .classes import ClassNameError
 from .layers import LayerError, resolve_layer
 from .state import restored_modes
 
+# None: each image's top class; int: that class for every image; a flat sequence or 1-D tensor: one
+# class per image (its length is the batch size); a nested sequence or (B, K) tensor: K per image.
 Targets = None | int | Sequence[int] | Sequence[Sequence[int]] | torch.Tensor
 
-# How often each explained layer ran in its latest explained forward pass. A module the network calls
-# more than once (EfficientNet's shared ``_swish``: stem and head) is explained at its last call, and
-# knowing that, the earlier calls run without autograd; otherwise autograd would record nearly the
-# whole network from the first call on, doubling the cost. Only a hint: if the layer runs fewer times
-# than remembered, the call starts over hooking every call.
-_CALLS_SEEN: weakref.WeakKeyDictionary[nn.Module, int] = weakref.WeakKeyDictionary()
-
-# One lock per model. A call hooks a layer that every forward pass through the model runs, switches
-# the model to eval mode and back, and reads and writes _CALLS_SEEN: two threads doing that at once
+# One lock per model, shared by every GradCAM on it. A call hooks a layer that every forward pass
+# through the model runs and switches the model to eval mode and back: two threads doing that at once
 # on one model would capture each other's activations and restore each other's modes. Calls on the
 # same model therefore take turns (re-entrant, so a hook or a subclass may call again); calls on
-# different models run in parallel.
+# different models run in parallel. This registry only synchronises: no result depends on it.
 _LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
 
@@ -56,6 +51,14 @@ def _model_lock(model: nn.Module) -> threading.RLock:
 
 class ModelError(ValueError):
     """A model that Grad-CAM cannot differentiate as it is (e.g. weights made under inference_mode)."""
+
+
+class _FewerCalls(Exception):
+    """The layer ran fewer times than the call expected: retry hooking every call."""
+
+
+class TargetError(ValueError):
+    """Targets that are not class indices of the model's output, or do not fit the batch."""
 
 
 @dataclass(frozen=True)
@@ -91,12 +94,20 @@ class GradCAM:
     ``compute_heatmap`` keeps the original post's call shape; ``compute`` is the general form for
     batches and several classes. The model is left exactly as found: same train/eval flag, same
     ``requires_grad`` flags, no hooks. Use as a context manager or call :meth:`close` when done.
+
+    Make one per model and layer and reuse it: it remembers how often the layer ran in its last
+    forward pass. A module the network calls more than once (EfficientNet's shared ``_swish``: stem
+    and head) is explained at its last call, and knowing that, the earlier calls run without autograd;
+    otherwise autograd records nearly the whole network from the first call on, doubling the cost of
+    that first call. Only a hint: if the layer runs fewer times than remembered, the call starts over
+    hooking every call, so results never depend on it.
     """
 
     def __init__(self, model: nn.Module, target_layer: nn.Module | str):
         self.model = model
         self.layer_name, self.layer = resolve_layer(model, target_layer)
         self._closed = False
+        self._layer_calls = 1  # how often the layer ran in the latest explained forward pass
 
     def __enter__(self) -> GradCAM:
         return self
@@ -112,8 +123,8 @@ class GradCAM:
         """Raw Grad-CAM maps for a batch, from one forward pass.
 
         ``targets``: ``None`` explains each image's top class; an ``int`` the same class for every
-        image; a flat sequence gives one class per image (or, for a batch of one, several classes
-        for that image); a nested sequence or a ``(B, K)`` tensor gives ``K`` classes per image.
+        image; a flat sequence or 1-D tensor one class per image (as many as images); a nested
+        sequence or a ``(B, K)`` tensor ``K`` classes per image (``[[a, b]]``: two for one image).
         """
         if self._closed:
             raise RuntimeError("this GradCAM was closed; create a new one")
@@ -124,16 +135,17 @@ class GradCAM:
             )
         x = self._check_input(input_batch)
         with _model_lock(self.model):
-            skip = _CALLS_SEEN.get(self.layer, 1) - 1
-            result = self._run(x, targets, skip)
-            if result is None:  # the layer ran fewer times than last time: hook every call instead
+            try:
+                result = self._run(x, targets, self._layer_calls - 1)
+            except _FewerCalls:  # the layer ran fewer times than last time: hook every call instead
                 result = self._run(x, targets, 0)
         # a half-precision model (bfloat16, float16) still hands back float32 maps and scores, which
         # NumPy and the rest of the package can use
         return CAMResult(result.maps.float(), result.class_indices, result.probabilities.float(), result.logits.float())
 
-    def _run(self, x: torch.Tensor, targets: Targets, skip: int) -> CAMResult | None:
-        """One forward pass hooking the layer's calls after the first ``skip``; ``None`` if none came."""
+    def _run(self, x: torch.Tensor, targets: Targets, skip: int) -> CAMResult:
+        """One forward pass hooking the layer's calls after the first ``skip`` (:class:`_FewerCalls` if
+        the layer ran, but no more than ``skip`` times)."""
         grad_was_enabled = torch.is_grad_enabled()
         captured: list[torch.Tensor] = []
         calls = 0
@@ -158,9 +170,9 @@ class GradCAM:
                 logits = self.model(x.clone() if x.is_inference() else x)
                 if not captured:
                     if calls:
-                        return None
+                        raise _FewerCalls
                     raise LayerError(f"layer {self.layer_name!r} did not run during the forward pass")
-                _CALLS_SEEN[self.layer] = calls
+                self._layer_calls = calls
                 activation = captured[-1]  # a module called several times: its last call feeds the head
                 if activation.dim() != 4 or activation.shape[-1] * activation.shape[-2] <= 1:
                     raise LayerError(
@@ -185,27 +197,42 @@ class GradCAM:
             torch.set_grad_enabled(grad_was_enabled)
         return CAMResult(maps.detach(), classes, probabilities, logits.detach())
 
+    @overload
+    def compute_heatmap(
+        self, input_batch: torch.Tensor, class_idx: int | None = None, normalize: bool = True
+    ) -> tuple[np.ndarray, int, float]: ...
+
+    @overload
+    def compute_heatmap(
+        self, input_batch: torch.Tensor, class_idx: Sequence[int], normalize: bool = True
+    ) -> tuple[np.ndarray, list[int], list[float]]: ...
+
     def compute_heatmap(
         self, input_batch: torch.Tensor, class_idx: int | Sequence[int] | None = None, normalize: bool = True
-    ) -> tuple[np.ndarray, int | list[int], float | list[float]]:
+    ) -> tuple[np.ndarray, int, float] | tuple[np.ndarray, list[int], list[float]]:
         """Heatmap, class index and probability for a batch of one image (the original call shape).
 
-        With ``class_idx`` a list, returns a ``(K, h, w)`` stack and lists, from one forward pass.
+        ``class_idx`` an ``int`` (or ``None``: the top class) gives an ``(h, w)`` map, an ``int`` and a
+        ``float``; a sequence of classes gives a ``(K, h, w)`` stack and lists, from one forward pass.
         ``normalize=False`` gives the raw map (its scale is comparable across classes).
         """
         if isinstance(class_idx, bool):
-            raise ClassNameError(f"class index must be an integer, not {class_idx!r}")
+            raise TargetError(f"class index must be an integer, not {class_idx!r}")
         if input_batch.dim() == 4 and input_batch.shape[0] != 1:
-            raise ValueError(f"compute_heatmap explains one image; got a batch of {input_batch.shape[0]}, use compute()")
-        many = class_idx is not None and not isinstance(class_idx, (int, np.integer))
-        targets = [list(class_idx)] if many else (None if class_idx is None else int(class_idx))
-        result = self.compute(input_batch, targets)
-        maps = (result.normalized() if normalize else result.maps)[0].cpu().numpy().astype(np.float32)
-        classes = result.class_indices[0].tolist()
-        probabilities = [float(p) for p in result.probabilities[0]]
-        if many:
-            return maps, classes, probabilities
-        return maps[0], classes[0], probabilities[0]
+            raise ValueError(
+                f"compute_heatmap explains one image; got a batch of {input_batch.shape[0]}, use compute()"
+            )
+        if class_idx is None or isinstance(class_idx, (int, np.integer)):
+            result = self.compute(input_batch, None if class_idx is None else int(class_idx))
+            maps = self._maps_of_first(result, normalize)
+            return maps[0], int(result.class_indices[0, 0]), float(result.probabilities[0, 0])
+        result = self.compute(input_batch, [list(class_idx)])
+        maps = self._maps_of_first(result, normalize)
+        return maps, result.class_indices[0].tolist(), [float(p) for p in result.probabilities[0]]
+
+    @staticmethod
+    def _maps_of_first(result: CAMResult, normalize: bool) -> np.ndarray:
+        return (result.normalized() if normalize else result.maps)[0].cpu().numpy().astype(np.float32)
 
     def _check_input(self, input_batch: torch.Tensor) -> torch.Tensor:
         if not isinstance(input_batch, torch.Tensor):
@@ -225,24 +252,26 @@ class GradCAM:
         """Turn the accepted target forms into a ``(B, K)`` index tensor, checked for range."""
         batch, n_classes = logits.shape
         if targets is None:
-            classes = logits.argmax(dim=1, keepdim=True)
-        else:
-            if isinstance(targets, (int, np.integer)) and not isinstance(targets, bool):
-                rows = [[int(targets)]] * batch
-            elif isinstance(targets, torch.Tensor):
-                rows = targets.reshape(batch, -1).tolist() if targets.dim() <= 2 else None
-            elif isinstance(targets, Sequence) and targets and all(isinstance(t, Sequence) for t in targets):
-                rows = [list(t) for t in targets]
-            elif isinstance(targets, Sequence) and targets:
-                rows = [[t] for t in targets] if batch > 1 else [list(targets)]
+            return logits.argmax(dim=1, keepdim=True)
+        rows: list[list[object]] | None = None
+        if isinstance(targets, (int, np.integer)) and not isinstance(targets, bool):
+            rows = [[int(targets)]] * batch
+        elif isinstance(targets, torch.Tensor):
+            if targets.dim() == 1:
+                rows = [[t] for t in targets.tolist()]
+            elif targets.dim() == 2:
+                rows = targets.tolist()
+        elif isinstance(targets, Sequence) and not isinstance(targets, str) and targets:
+            if all(isinstance(t, Sequence) and not isinstance(t, str) for t in targets):
+                rows = [[*t] for t in targets if isinstance(t, Sequence)]
             else:
-                rows = None
-            if rows is None or len(rows) != batch or len({len(r) for r in rows}) != 1 or not rows[0]:
-                raise ClassNameError(f"targets {targets!r} do not fit a batch of {batch}")
-            for value in (v for row in rows for v in row):
-                if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                    raise ClassNameError(f"class index must be an integer, not {value!r}")
-                if not 0 <= value < n_classes:
-                    raise ClassNameError(f"class index {value} is out of range 0..{n_classes - 1}")
-            classes = torch.tensor(rows, dtype=torch.long, device=logits.device)
-        return classes
+                rows = [[t] for t in targets]
+        if rows is None or len(rows) != batch or len({len(r) for r in rows}) != 1 or not rows[0]:
+            hint = "; for several classes of one image, nest them: [[a, b]]" if batch == 1 else ""
+            raise TargetError(f"targets {targets!r} do not fit a batch of {batch}{hint}")
+        for value in (v for row in rows for v in row):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TargetError(f"class index must be an integer, not {value!r}")
+            if not 0 <= value < n_classes:
+                raise TargetError(f"class index {value} is out of range 0..{n_classes - 1}")
+        return torch.tensor(rows, dtype=torch.long, device=logits.device)

@@ -7,6 +7,7 @@ list is the same 1000 classes in the same order, but 307 names are worded differ
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import numbers
@@ -74,10 +75,9 @@ def resolve_class(value: int | str, categories: tuple[str, ...] | None = None) -
         raise ClassNameError("class name is empty")
     alternatives = [names]
     if len(names) == 1000:
-        try:
+        # the JSON is optional: without it only torchvision's wording is known
+        with contextlib.suppress(Exception):
             alternatives.append(_post_categories_if_available())
-        except Exception:  # the JSON is optional: without it only torchvision's wording is known
-            pass
     for wording in alternatives:
         exact = [i for i, name in enumerate(wording) if name.lower() == wanted]
         if exact:

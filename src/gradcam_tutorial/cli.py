@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import re
 import sys
 import warnings
 from collections import Counter
@@ -20,19 +19,28 @@ from pathlib import Path
 
 import numpy as np
 
+from .cam import GradCAM, TargetError
 from .classes import ClassNameError, resolve_class
 from .data import DownloadError
 from .explain import Explanation, explain
 from .images import ImageError, load_image
 from .layers import LayerError, resolve_layer
 from .models import REGISTRY, UnknownModelError, WeightsUnavailableError, create_model, get_spec
-from .outputs import OutputError, OutputFolder, fingerprint
+from .outputs import OutputError, OutputFolder, fingerprint, slug
 
 PROG = "gradcam"
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"})
 HEATMAP_DECIMALS = 4
 # The package's errors are all things the user can fix; anything else is a bug and keeps its traceback.
-USER_ERRORS = (ImageError, ClassNameError, LayerError, DownloadError, WeightsUnavailableError, UnknownModelError)
+USER_ERRORS = (
+    ImageError,
+    ClassNameError,
+    TargetError,
+    LayerError,
+    DownloadError,
+    WeightsUnavailableError,
+    UnknownModelError,
+)
 
 
 class UsageError(Exception):
@@ -55,19 +63,33 @@ def build_parser() -> argparse.ArgumentParser:
         "batch are reported and skipped; the rest are still written).",
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files and/or folders of images")
-    parser.add_argument("--model", default="efficientnet_lite0", help=f"one of {', '.join(REGISTRY)} (default: %(default)s)")
     parser.add_argument(
-        "--class", dest="classes", action="append", metavar="CLASS",
+        "--model", default="efficientnet_lite0", help=f"one of {', '.join(REGISTRY)} (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--class",
+        dest="classes",
+        action="append",
+        metavar="CLASS",
         help="ImageNet class index or name to explain; repeat for several (default: the top-1 prediction)",
     )
     parser.add_argument("--layer", help="dotted module name of the target layer (default: the model's own)")
-    parser.add_argument("--top-k", type=_positive_int, default=5, help="predictions listed in the JSON (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=Path("gradcam-output"), help="output folder (default: %(default)s)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs (default: %(default)s)")
-    parser.add_argument("--colormap", choices=("jet", "viridis"), default="jet", help="overlay colours (default: %(default)s)")
-    parser.add_argument("--alpha", type=_unit_float, default=0.4, help="heatmap opacity in the overlay (default: %(default)s)")
     parser.add_argument(
-        "--force", action="store_true",
+        "--top-k", type=_positive_int, default=5, help="predictions listed in the JSON (default: %(default)s)"
+    )
+    parser.add_argument("--out", type=Path, default=Path("gradcam-output"), help="output folder (default: %(default)s)")
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--colormap", choices=("jet", "viridis"), default="jet", help="overlay colours (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--alpha", type=_unit_float, default=0.4, help="heatmap opacity in the overlay (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
         help="explain again images whose outputs in --out are complete (by default a rerun skips them)",
     )
     return parser
@@ -149,7 +171,7 @@ def _short_stem(stem: str) -> str:
     """``stem`` cut to :data:`MAX_STEM` characters, with a hash of the whole so cut names stay unique."""
     if len(stem) <= MAX_STEM:
         return stem
-    return f"{stem[:MAX_STEM - 9]}-{hashlib.sha256(stem.encode()).hexdigest()[:8]}"
+    return f"{stem[: MAX_STEM - 9]}-{hashlib.sha256(stem.encode()).hexdigest()[:8]}"
 
 
 def plan_outputs(images: Sequence[Path]) -> list[Job]:
@@ -161,7 +183,7 @@ def plan_outputs(images: Sequence[Path]) -> list[Job]:
     jobs: list[Job] = []
     used: set[str] = set()
     for path in images:
-        stem = _slug(path.stem) if stems[path.stem] == 1 else _slug(f"{path.stem}_{path.suffix.lstrip('.')}")
+        stem = slug(path.stem) if stems[path.stem] == 1 else slug(f"{path.stem}_{path.suffix.lstrip('.')}")
         stem = _short_stem(stem)
         candidate, n = stem, 1
         while candidate in used:
@@ -170,11 +192,6 @@ def plan_outputs(images: Sequence[Path]) -> list[Job]:
         used.add(candidate)
         jobs.append(Job(path, candidate))
     return jobs
-
-
-def _slug(text: str) -> str:
-    """A file-name-safe version of ``text`` (class names hold spaces, commas and apostrophes)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-").lower() or "image"
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -189,10 +206,12 @@ def png_bytes(rgb: np.ndarray) -> bytes:
 
 
 def overlay_name(stem: str, index: int, name: str) -> str:
-    return f"{stem}__{index:03d}_{_slug(name)[:64]}.png"
+    return f"{stem}__{index:03d}_{slug(name)[:64]}.png"
 
 
-def explanation_record(job: Job, explanation: Explanation, model: str, overlays: Sequence[str], notes: Sequence[str]) -> dict:
+def explanation_record(
+    job: Job, explanation: Explanation, model: str, overlays: Sequence[str], notes: Sequence[str]
+) -> dict:
     """The JSON written beside the overlays: predictions, layer, and each class's small heatmap."""
     return {
         "image": str(job.path),
@@ -210,8 +229,12 @@ def explanation_record(job: Job, explanation: Explanation, model: str, overlays:
                 "heatmap": np.round(small.astype(np.float64), HEATMAP_DECIMALS).tolist(),
             }
             for index, name, probability, small, overlay in zip(
-                explanation.class_indices, explanation.class_names, explanation.probabilities,
-                explanation.small_heatmaps, overlays,
+                explanation.class_indices,
+                explanation.class_names,
+                explanation.probabilities,
+                explanation.small_heatmaps,
+                overlays,
+                strict=True,
             )
         ],
         "warnings": list(notes),
@@ -223,7 +246,9 @@ def _check_device(device: str) -> None:
         import torch
 
         if not torch.cuda.is_available():
-            raise UsageError("--device cuda: CUDA is not available here (no GPU, or a CPU-only PyTorch build); use --device cpu")
+            raise UsageError(
+                "--device cuda: CUDA is not available here (no GPU, or a CPU-only PyTorch build); use --device cpu"
+            )
 
 
 def _progress(jobs: list[Job]) -> Iterator[Job]:
@@ -241,7 +266,10 @@ def run(args: argparse.Namespace) -> int:
     _check_device(args.device)
     images, ignored = collect_images(args.paths)
     if not images:
-        raise UsageError(f"no image files found in {', '.join(map(str, args.paths))} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise UsageError(
+            f"no image files found in {', '.join(map(str, args.paths))} "
+            f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} exists and is not a folder")
     jobs = plan_outputs(images)
@@ -256,14 +284,21 @@ def run(args: argparse.Namespace) -> int:
     model, spec = create_model(args.model)
     model = model.to(args.device)
     layer, _ = resolve_layer(model, args.layer if args.layer else spec.target_layer)
+    cam = GradCAM(model, layer)  # one for the whole run: it learns how the layer is called
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UsageError(f"cannot create output folder {args.out}: {error.strerror or error}") from None
 
     failed = skipped = 0
-    options = {"model": args.model, "layer": layer, "classes": classes, "top_k": args.top_k,
-               "colormap": args.colormap, "alpha": args.alpha}
+    options = {
+        "model": args.model,
+        "layer": layer,
+        "classes": classes,
+        "top_k": args.top_k,
+        "colormap": args.colormap,
+        "alpha": args.alpha,
+    }
     for job in _progress(jobs):
         try:
             expected = fingerprint(job.path, options)
@@ -286,8 +321,11 @@ def run(args: argparse.Namespace) -> int:
         notes = [str(w.message) for w in caught if not issubclass(w.category, ResourceWarning)]
         for note in notes:
             _warning_line(note)
-        explanation = explain(image, model, spec, classes, layer, args.top_k)
-        names = [overlay_name(job.stem, i, n) for i, n in zip(explanation.class_indices, explanation.class_names)]
+        explanation = explain(image, model, spec, classes, layer, args.top_k, cam=cam)
+        names = [
+            overlay_name(job.stem, i, n)
+            for i, n in zip(explanation.class_indices, explanation.class_names, strict=True)
+        ]
         try:
             for name in names:
                 folder.check(name)
@@ -304,11 +342,18 @@ def run(args: argparse.Namespace) -> int:
         except OSError as error:
             raise UsageError(f"cannot write to {args.out}: {error.strerror or error}") from None
     done = len(jobs) - failed - skipped
-    print(f"{PROG}: explained {done} of {len(jobs)} image{'s' if len(jobs) != 1 else ''} into {args.out}", file=sys.stderr)
+    print(
+        f"{PROG}: explained {done} of {len(jobs)} image{'s' if len(jobs) != 1 else ''} into {args.out}", file=sys.stderr
+    )
     if skipped:
-        print(f"{PROG}: skipped {skipped} whose outputs were already complete (--force explains them again)", file=sys.stderr)
+        print(
+            f"{PROG}: skipped {skipped} whose outputs were already complete (--force explains them again)",
+            file=sys.stderr,
+        )
     if failed:
-        _error_line(f"{failed} of {len(jobs)} images could not be read (see the warnings above); the others were written")
+        _error_line(
+            f"{failed} of {len(jobs)} images could not be read (see the warnings above); the others were written"
+        )
         return 2
     return 0
 

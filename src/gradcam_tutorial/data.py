@@ -86,7 +86,9 @@ def fetch(remote: Remote, *, progress: bool = True) -> Path:
             cached.unlink()  # a stale or tampered copy is never used; fetch a good one below
             tried.append(f"cache copy {cached} had the wrong sha256 and was deleted")
         except OSError as error:  # a read-only cache: leave the copy, still never use it
-            tried.append(f"cache copy {cached} had the wrong sha256 and could not be deleted ({error.strerror or error})")
+            tried.append(
+                f"cache copy {cached} had the wrong sha256 and could not be deleted ({error.strerror or error})"
+            )
     mirror = mirror_dir()
     if mirror is not None:
         candidate = mirror / remote.name
@@ -157,9 +159,7 @@ def imagenet_samples() -> tuple[Sample, ...]:
 
 # --- ImageNet validation photos ------------------------------------------------------------------
 
-_VAL_PHOTOS_URL = (
-    f"{_RAW}/VeriSilicon/acuity-dataset/aded2e9f22cd8fe0745aa57356c68cb95457aad9/ILSVRC2012_VAL_SET/data"
-)
+_VAL_PHOTOS_URL = f"{_RAW}/VeriSilicon/acuity-dataset/aded2e9f22cd8fe0745aa57356c68cb95457aad9/ILSVRC2012_VAL_SET/data"
 _VAL_METADATA_URL = f"{_RAW}/clovaai/wsolevaluation/96f4b88679af41f005824661f47e6fe3628af2aa/metadata/ILSVRC/test"
 VAL_CLASS_LABELS = Remote(
     "imagenet-val/class_labels.txt",

@@ -14,6 +14,7 @@ from torch import nn
 from .cam import GradCAM
 from .classes import resolve_class
 from .images import to_rgb
+from .layers import resolve_layer
 from .models import ModelSpec
 from .viz import heatmap_on_photo
 
@@ -54,6 +55,7 @@ def explain(
     classes: Sequence[int | str] | int | str | None = None,
     layer: nn.Module | str | None = None,
     top_k: int = 5,
+    cam: GradCAM | None = None,
 ) -> Explanation:
     """Explain ``classes`` (names or indices, one or a sequence; default: the top class) on one photo.
 
@@ -61,6 +63,9 @@ def explain(
 
     All classes come from one forward pass. Heatmaps are normalised per class and placed on the
     part of the photo the network saw (see :meth:`ModelSpec.visible_box`).
+
+    Explaining many photos, pass one ``cam`` (a :class:`GradCAM` of this model, at ``layer`` or the
+    spec's default) to every call: it remembers what makes the next call cheaper.
     """
     names = spec.categories
     if isinstance(classes, (str, int, np.integer)):  # one class, by index or name (bools are refused below)
@@ -68,8 +73,14 @@ def explain(
     targets = None if classes is None or len(classes) == 0 else [resolve_class(c, names) for c in classes]
     image = to_rgb(image) if image.mode != "RGB" else image  # L, P, RGBA, CMYK, YCbCr, LAB, 16-bit...
     x = spec.preprocess(image)
-    with GradCAM(model, layer if layer is not None else spec.target_layer) as cam:
-        result = cam.compute(x, None if targets is None else [targets])
+    wanted = layer if layer is not None else spec.target_layer
+    if cam is None:
+        cam = GradCAM(model, wanted)
+    elif cam.model is not model:
+        raise ValueError("cam explains another model; make a GradCAM of this one")
+    elif layer is not None and resolve_layer(model, layer)[1] is not cam.layer:
+        raise ValueError(f"cam explains layer {cam.layer_name!r}, not the requested {layer!r}")
+    result = cam.compute(x, None if targets is None else [targets])
     small = result.normalized()[0].cpu().numpy().astype(np.float32)
     probabilities = torch.softmax(result.logits[0], dim=0)
     top = torch.topk(probabilities, k=min(top_k, probabilities.numel()))
@@ -80,7 +91,7 @@ def explain(
         class_names=[names[i] for i in indices],
         probabilities=[float(p) for p in result.probabilities[0]],
         small_heatmaps=small,
-        top_k=[(int(i), names[int(i)], float(p)) for p, i in zip(top.values, top.indices)],
+        top_k=[(int(i), names[int(i)], float(p)) for p, i in zip(top.values, top.indices, strict=True)],
         box=spec.visible_box(image.size),
         pixel_box=spec.pixel_box(image.size),
         layer=cam.layer_name,

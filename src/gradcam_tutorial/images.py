@@ -8,7 +8,6 @@ heatmap lines up with what the reader looks at. Anything that is not a usable im
 
 from __future__ import annotations
 
-import io
 import stat
 import warnings
 from dataclasses import dataclass
@@ -86,14 +85,16 @@ def load_image(path: str | Path) -> Image.Image:
         raise ImageError(f"{path}: cannot be opened: permission denied") from None
     except MemoryError:
         raise ImageError(f"{path}: too large to decode in the memory available") from None
-    except Exception as error:  # noqa: BLE001 - any failure to decode an untrusted file means damaged data
+    except Exception as error:
         # Pillow's decoders raise OSError, SyntaxError, ValueError, EOFError, but also IndexError
         # (truncated animated GIF), TypeError (truncated multi-page TIFF) and others on bad input.
         raise ImageError(f"{path}: the image data is damaged or truncated ({type(error).__name__}: {error})") from None
     if n_frames > 1:
         warnings.warn(f"{path}: has {n_frames} frames; using the first one", stacklevel=2)
     if image.size != original and image.size != original[::-1]:
-        warnings.warn(f"{path}: {original[0]}x{original[1]} pixels; downscaled to {image.width}x{image.height}", stacklevel=2)
+        warnings.warn(
+            f"{path}: {original[0]}x{original[1]} pixels; downscaled to {image.width}x{image.height}", stacklevel=2
+        )
     return image
 
 
@@ -111,12 +112,12 @@ def _shrink(image: Image.Image) -> Image.Image:
     scale = (MAX_PIXELS / pixels) ** 0.5
     size = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
     if image.mode.startswith("I;16"):  # resized as 16-bit (Pillow cannot box-reduce it), white stays 65535
-        return image.resize(size, Image.BILINEAR)
+        return image.resize(size, Image.Resampling.BILINEAR)
     if image.mode == "1":
         image = image.convert("L")
     elif image.mode in ("P", "PA"):
         image = to_rgb(image)
-    return image.resize(size, Image.BILINEAR, reducing_gap=2.0)
+    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
 # EXIF orientation -> the transpose that shows the picture upright (the EXIF 2.3 definitions)
@@ -138,8 +139,9 @@ def _orientation(image: Image.Image) -> Image.Transpose | None:
     the wrong type makes ``ImageOps.exif_transpose`` fail) does not cost the picture its rotation.
     """
     try:
-        return _ORIENTATIONS.get(image.getexif().get(0x0112))
-    except Exception:  # noqa: BLE001 - an unreadable EXIF block means no known orientation
+        value = image.getexif().get(0x0112)
+        return _ORIENTATIONS.get(value) if isinstance(value, int) else None
+    except Exception:
         return None
 
 
@@ -216,8 +218,8 @@ def demo_grid(tile: int = 256) -> tuple[Image.Image, list[Tile]]:
 
     from .classes import EGYPTIAN_CAT, ESPRESSO, MILITARY_UNIFORM, MOPED
 
-    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as handle:
-        hopper = np.asarray(Image.open(io.BytesIO(handle.read())).convert("RGB"))
+    with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as photo:
+        hopper = np.asarray(photo.convert("RGB"))
     photos = [
         ("chelsea (cat)", EGYPTIAN_CAT, skdata.chelsea()),
         ("coffee (espresso)", ESPRESSO, skdata.coffee()),
@@ -228,7 +230,7 @@ def demo_grid(tile: int = 256) -> tuple[Image.Image, list[Tile]]:
     tiles = []
     for position, (name, index, pixels) in enumerate(photos):
         left, top = (position % 2) * tile, (position // 2) * tile
-        grid.paste(_square(pixels).resize((tile, tile), Image.BICUBIC), (left, top))
+        grid.paste(_square(pixels).resize((tile, tile), Image.Resampling.BICUBIC), (left, top))
         tiles.append(Tile(name, index, (left, top, left + tile, top + tile)))
     return grid, tiles
 
@@ -247,4 +249,4 @@ def restore_aspect(image: Image.Image, original_size: tuple[int, int], pixels: i
         raise ValueError(f"original size must be positive, not {original_size}")
     scale = ((pixels if pixels is not None else image.width * image.height) / (width * height)) ** 0.5
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return image if size == image.size else image.resize(size, Image.BICUBIC)
+    return image if size == image.size else image.resize(size, Image.Resampling.BICUBIC)

@@ -60,9 +60,9 @@ def trace_spatial_outputs(model: nn.Module, input_size: int = 224) -> list[tuple
         if name:
             handles.append(
                 module.register_forward_hook(
-                    lambda _m, _i, out, name=name: seen.append((name, tuple(out.shape)))
-                    if isinstance(out, torch.Tensor)
-                    else None
+                    lambda _m, _i, out, name=name: (
+                        seen.append((name, tuple(out.shape))) if isinstance(out, torch.Tensor) else None
+                    )
                 )
             )
     try:
@@ -78,7 +78,9 @@ def trace_spatial_outputs(model: nn.Module, input_size: int = 224) -> list[tuple
 
 def last_spatial_layer(model: nn.Module, input_size: int = 224) -> str:
     """The last module to finish whose output is a feature map (N, C, H, W) with H*W > 1."""
-    spatial = [name for name, shape in trace_spatial_outputs(model, input_size) if len(shape) == 4 and shape[2] * shape[3] > 1]
+    spatial = [
+        name for name, shape in trace_spatial_outputs(model, input_size) if len(shape) == 4 and shape[2] * shape[3] > 1
+    ]
     if not spatial:
         raise LayerError("no module of this model outputs a spatial (N, C, H, W) feature map")
     return spatial[-1]

@@ -84,8 +84,8 @@ class ModelSpec:
         """
         width, height = size
         left, top, right, bottom = self.visible_box(size)
-        x0, y0 = int(round(left)), int(round(top))
-        return x0, y0, min(max(x0 + 1, int(round(right))), width), min(max(y0 + 1, int(round(bottom))), height)
+        x0, y0 = round(left), round(top)
+        return x0, y0, min(max(x0 + 1, round(right)), width), min(max(y0 + 1, round(bottom)), height)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """A batch of one ``(1, 3, input_size, input_size)`` tensor for an RGB photo."""
@@ -134,7 +134,9 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise WeightsUnavailableError(f"{path}: not a loadable weights file ({type(error).__name__}: {error})") from None
+        raise WeightsUnavailableError(
+            f"{path}: not a loadable weights file ({type(error).__name__}: {error})"
+        ) from None
 
 
 REGISTRY: dict[str, ModelSpec] = {

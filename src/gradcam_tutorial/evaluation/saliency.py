@@ -46,12 +46,12 @@ class _PositiveGradient(torch.autograd.Function):
     """Identity forward; backward lets only the positive part of the gradient through."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: ANN001 (autograd's ctx)
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         # a copy, not a view: later in-place ops on the activation's output must stay legal
         return x.clone()
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         return grad.clamp(min=0)
 
 

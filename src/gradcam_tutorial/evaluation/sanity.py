@@ -15,45 +15,41 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..cam import normalize_maps
 
 # --- map similarity ------------------------------------------------------------------------------
 
 
-def _is_flat(values: np.ndarray) -> bool:
-    """No ranking: non-finite, or no spread beyond float rounding *relative to the map's own scale*.
+# A map whose spread is below this share of its peak ranks nothing: float noise, not a signal. Relative,
+# because the gradient of a fully randomised network is about 1e-14 everywhere and still ranks its
+# pixels; an absolute threshold would call it flat and score it 0 instead of measuring it.
+FLAT_SPAN = 1e-12
 
-    Relative, because the gradient of a fully randomised network is about 1e-14 everywhere and still
-    ranks its pixels; an absolute threshold would call it flat and score it 0 instead of measuring it.
-    """
-    if not np.all(np.isfinite(values)):
-        return True
-    scale = float(np.abs(values).max())
-    return scale == 0.0 or float(np.ptp(values)) <= 1e-12 * scale
+
+def _scaled(values: np.ndarray) -> np.ndarray:
+    """The map min-max scaled to [0, 1] in float64 by the package's one rule (:func:`normalize_maps`):
+    all zeros when it is flat or not finite."""
+    tensor = torch.from_numpy(np.atleast_2d(np.asarray(values, dtype=np.float64)))
+    return normalize_maps(tensor, rel_eps=FLAT_SPAN).numpy().reshape(np.shape(values))
 
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman correlation of two maps' pixels; 0 when either map is flat (it ranks nothing)."""
     from scipy.stats import spearmanr
 
-    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
-    if a.shape != b.shape:
-        raise ValueError(f"maps differ in size: {a.size} vs {b.size} pixels")
-    if _is_flat(a) or _is_flat(b):
+    if np.size(a) != np.size(b):
+        raise ValueError(f"maps differ in size: {np.size(a)} vs {np.size(b)} pixels")
+    if not _scaled(a).any() or not _scaled(b).any():
         return 0.0
-    return float(spearmanr(a, b).statistic)
-
-
-def _unit(values: np.ndarray) -> np.ndarray:
-    values = np.nan_to_num(np.asarray(values, dtype=np.float64))
-    span = np.ptp(values)
-    return (values - values.min()) / span if span > 0 else np.zeros_like(values)
+    first, second = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    return float(spearmanr(first, second).statistic)
 
 
 def structural_similarity(a: np.ndarray, b: np.ndarray) -> float:
     """SSIM of two maps, each min-max scaled to [0, 1] first (a flat map becomes all zeros)."""
     from skimage.metrics import structural_similarity as ssim
 
-    a, b = _unit(a), _unit(b)
+    a, b = _scaled(a), _scaled(b)
     if a.shape != b.shape:
         raise ValueError(f"maps differ in shape: {a.shape} vs {b.shape}")
     window = min(7, *(s if s % 2 else s - 1 for s in a.shape))
@@ -73,7 +69,9 @@ def randomisation_stages(model: nn.Module) -> list[str]:
     stages = []
     for name, child in model.named_children():
         if isinstance(child, (nn.ModuleList, nn.Sequential)):
-            stages += [f"{name}.{sub}" for sub, block in child.named_children() if any(True for _ in block.parameters())]
+            stages += [
+                f"{name}.{sub}" for sub, block in child.named_children() if any(True for _ in block.parameters())
+            ]
         elif any(True for _ in child.parameters()):
             stages.append(name)
     return stages[::-1]
@@ -90,11 +88,15 @@ def reinitialise(module: nn.Module) -> None:
             if sub.affine:
                 nn.init.ones_(sub.weight)
                 nn.init.zeros_(sub.bias)
-        elif hasattr(sub, "reset_parameters") and any(True for _ in sub.parameters(recurse=False)):
-            sub.reset_parameters()
+        elif callable(reset := getattr(sub, "reset_parameters", None)) and any(
+            True for _ in sub.parameters(recurse=False)
+        ):
+            reset()
 
 
-def cascading_randomisation(model: nn.Module, seed: int = 0, stages: Sequence[str] | None = None) -> Iterator[tuple[str, nn.Module]]:
+def cascading_randomisation(
+    model: nn.Module, seed: int = 0, stages: Sequence[str] | None = None
+) -> Iterator[tuple[str, nn.Module]]:
     """Yield ``(stage, model)`` with stages re-initialised cumulatively from the top, seeded.
 
     A copy is changed; ``model`` itself is never touched. Stage ``i`` is re-initialised under seed

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
-
+from numpy.typing import ArrayLike
 
 # --- bootstrap -----------------------------------------------------------------------------------
 
 
-def bootstrap_ci(values: Sequence[float], n_boot: int = 10_000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(values: ArrayLike, n_boot: int = 10_000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean: resample with replacement, seeded."""
     data = np.asarray(values, dtype=np.float64)
     if data.size == 0:
@@ -22,9 +20,11 @@ def bootstrap_ci(values: Sequence[float], n_boot: int = 10_000, seed: int = 0, l
     return float(low), float(high)
 
 
-def paired_bootstrap_ci(a: Sequence[float], b: Sequence[float], n_boot: int = 10_000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def paired_bootstrap_ci(
+    a: ArrayLike, b: ArrayLike, n_boot: int = 10_000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Interval of the mean of ``a - b`` over the same images (pairs resampled together)."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"paired samples differ in size: {a.shape} vs {b.shape}")
-    return bootstrap_ci(a - b, n_boot, seed, level)
+    first, second = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if first.shape != second.shape:
+        raise ValueError(f"paired samples differ in size: {first.shape} vs {second.shape}")
+    return bootstrap_ci(first - second, n_boot, seed, level)

@@ -306,20 +306,20 @@ def spread(
             problems += _text_changes(by_variant[first], texts, f"{stem}, {first} -> {name}")
     summary = {}
     references: dict[str, dict] = {}
-    for check_name, by_variant in recorded.items():
-        first = next(iter(by_variant.values()))
-        if any(r["parameters"] != first["parameters"] or r["printed"] != first["printed"] or r["nonnegative"] != first["nonnegative"] for r in by_variant.values()):
+    for check_name, runs in recorded.items():
+        baseline = next(iter(runs.values()))
+        if any(r["parameters"] != baseline["parameters"] or r["printed"] != baseline["printed"] or r["nonnegative"] != baseline["nonnegative"] for r in runs.values()):
             problems.append(f"{check_name}: the variants ran with different parameters")
             continue
         about = (
             f"Reference numbers of the notebook check '{check_name}', recorded under the CPU variants "
-            f"{', '.join(by_variant)} (see gradcam_tutorial.publishing.notebooks.SPREAD_VARIANTS). 'spread' is the largest "
+            f"{', '.join(runs)} (see gradcam_tutorial.publishing.notebooks.SPREAD_VARIANTS). 'spread' is the largest "
             "difference between two variants; 'tolerance' is 10 x spread, at least the floor for the name, "
             "rounded up; 'decimals' marks a number that a compared cell prints rounded to that many decimals. "
             "Regenerate with `make references`."
         )
         built = reference.build(
-            {n: r["values"] for n, r in by_variant.items()}, first["parameters"], first["printed"], TOLERANCE_FLOORS, about, first["nonnegative"]
+            {n: r["values"] for n, r in runs.items()}, baseline["parameters"], baseline["printed"], TOLERANCE_FLOORS, about, baseline["nonnegative"]
         )
         problems += [f"{check_name}: {line}" for line in reference.printing_problems(built)]
         summary[check_name] = {key: entry["spread"] for key, entry in built["values"].items()}
