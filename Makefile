@@ -36,7 +36,7 @@ system-deps:
 
 # Every test: unit tests, peer oracles, publishing in a real browser and a real Jekyll, then nbval
 # (strict) re-running every committed notebook under three CPU variants (see `make nbval`).
-test: venv system-deps
+test: venv system-deps lint
 	$(BIN)/python -m pytest -q --durations=20 tests
 	$(NB) nbval $(EXECUTED)
 

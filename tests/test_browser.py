@@ -47,6 +47,7 @@ def test_browser_check_reports_broken_pages(tmp_path: Path) -> None:
         '<!DOCTYPE html><html><head><link rel="icon" href="data:,"><title>bad</title></head><body>'
         '<nav class="toc"><a href="#present">ok</a><a href="#absent">missing</a></nav><h2 id="present">here</h2>'
         '<img src="nowhere.png" alt="lost figure"><script>console.error("deliberate failure")</script>'
+        "<p><math><mfrac><mn>3</mn><mn>4</mn></mfrac></math> laid out, <mfrac><mn>1</mn><mn>2</mn></mfrac> not</p>"
         "</body></html>"
     )
     problems = publish.browse(tmp_path)
@@ -54,6 +55,7 @@ def test_browser_check_reports_broken_pages(tmp_path: Path) -> None:
     assert "bad.html: fragment lands nowhere: #absent" in problems
     assert any("console SEVERE" in p and "deliberate failure" in p for p in problems)
     assert not any("#present" in p for p in problems)
+    assert "bad.html: formula not laid out: 12" in problems and not any(": 34" in p for p in problems)
 
 
 @pytest.mark.skipif(not COMMITTED, reason="no committed notebooks/*.ipynb yet")

@@ -11,11 +11,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import nbformat
 import pytest
+from nbformat.v4 import new_markdown_cell, new_notebook
 
 from gradcam_tutorial.publishing import publish
 
-from test_publish import ANCHORS, COMMITTED, ROOT, write_synthetic
+from test_publish import ANCHORS, COMMITTED, ROOT, TRICKY_HEADINGS, tricky_markdown, write_synthetic
 
 pytestmark = pytest.mark.jekyll
 
@@ -86,6 +88,27 @@ def test_synthetic_post_builds_with_every_figure(tmp_path: Path) -> None:
     assert "f'{{literal}} {size}'" in text and "hello 42" in text  # Liquid left the f-string alone
     for anchor in ANCHORS:  # the HTML page's TOC anchors are the ids Jekyll gives the same headings
         assert f'id="{anchor}"' in page
+
+
+def _h2_ids(page: str) -> list[str]:
+    return [m.group(1) or "" for m in re.finditer(r'<h2(?: id="([^"]*)")?>', page)]
+
+
+def test_tricky_heading_ids_agree_with_jekyll(tmp_path: Path) -> None:
+    """Punctuation, code spans, non-ASCII, entities, maths, duplicates: the HTML page's ids are Jekyll's."""
+    executed = tmp_path / "in"
+    executed.mkdir()
+    node = new_notebook(
+        cells=[new_markdown_cell("# Headings\n\n" + tricky_markdown())],
+        metadata={"gradcam_tutorial": {"executed": "2024-03-05"}},
+    )
+    nbformat.write(node, executed / "headings.ipynb")
+    publish.publish(executed, None, tmp_path / "build")
+    built = jekyll_site(tmp_path / "build" / "blog", tmp_path / "jekyll")
+    jekyll = _h2_ids((built / "headings.html").read_text())
+    ours = _h2_ids((tmp_path / "build" / "site" / "headings.html").read_text().split("<main>", 1)[1])
+    assert jekyll == [anchor for _, anchor in TRICKY_HEADINGS]  # the table in test_publish is Jekyll's
+    assert ours == jekyll
 
 
 def test_check_links_sees_a_figure_jekyll_lost(tmp_path: Path) -> None:

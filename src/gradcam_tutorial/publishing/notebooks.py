@@ -205,15 +205,26 @@ def run_nbval(notebooks: list[Path], variants: Mapping[str, Mapping[str, str]] =
         settings = " ".join(f"{k}={v}" for k, v in variant.items()) or "this machine as it is"
         print(f"== nbval, CPU variant {name} ({settings}), {workers} notebook(s) at a time", flush=True)
 
-        def one(notebook: Path) -> subprocess.CompletedProcess[str]:
-            command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval", "--nbval-current-env",
-                       "--nbval-sanitize-with", str(SANITIZE), str(notebook)]
+        def one(notebook: Path, env: dict[str, str] = env) -> subprocess.CompletedProcess[str]:
+            command = [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "--nbval",
+                "--nbval-current-env",
+                "--nbval-sanitize-with",
+                str(SANITIZE),
+                str(notebook),
+            ]
             return subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
 
         started = time.perf_counter()
         with ThreadPoolExecutor(workers) as pool:
             results = list(pool.map(one, notebooks))
-        for notebook, result in zip(notebooks, results):
+        for notebook, result in zip(notebooks, results, strict=True):
             log = result.stdout + result.stderr
             kept = log if result.returncode else "\n".join(log.strip().splitlines()[-1:])
             print(f"{notebook}: {kept.strip()}", flush=True)
@@ -239,7 +250,12 @@ def _text_changes(before: Mapping[int, str], after: Mapping[int, str], label: st
         old, new = before.get(number, ""), after.get(number, "")
         if old != new:
             lines.append(f"code cell {number}: compared output changed ({label})")
-            lines += ["    " + l for l in difflib.unified_diff(old.splitlines(), new.splitlines(), "before", "after", lineterm="", n=1)]
+            lines += [
+                "    " + line
+                for line in difflib.unified_diff(
+                    old.splitlines(), new.splitlines(), "before", "after", lineterm="", n=1
+                )
+            ]
     return lines
 
 
@@ -251,7 +267,9 @@ def diff(source: Path, write: bool = False, references: Path = REFERENCES) -> in
         new = nbformat.read(executed, as_version=4)
         report = []
         if committed.exists():
-            report += _text_changes(compared_outputs(nbformat.read(committed, as_version=4)), compared_outputs(new), "nbval would fail")
+            report += _text_changes(
+                compared_outputs(nbformat.read(committed, as_version=4)), compared_outputs(new), "nbval would fail"
+            )
         for recorded in sorted(values.glob("*.json")):
             target = references / recorded.name
             current = json.loads(recorded.read_text())
@@ -260,12 +278,22 @@ def diff(source: Path, write: bool = False, references: Path = REFERENCES) -> in
                 continue
             stored = reference.load(target)
             if current["parameters"] != stored["parameters"]:
-                report.append(f"{recorded.stem}: run with parameters {current['parameters']}, the reference has {stored['parameters']}")
+                report.append(
+                    f"{recorded.stem}: run with parameters {current['parameters']}, "
+                    f"the reference has {stored['parameters']}"
+                )
                 continue
             report += [f"{recorded.stem}: {line}" for line in reference.mismatches(current["values"], stored)]
         if write:
             nbformat.write(new, committed)
-    print(f"{source}: " + ("no compared output changed and every checked number is within its tolerance" if not report else f"{len(report)} lines of changes"))
+    print(
+        f"{source}: "
+        + (
+            "no compared output changed and every checked number is within its tolerance"
+            if not report
+            else f"{len(report)} lines of changes"
+        )
+    )
     print("\n".join(report))
     if write:
         print(f"wrote {committed}")
@@ -308,7 +336,12 @@ def spread(
     references: dict[str, dict] = {}
     for check_name, runs in recorded.items():
         baseline = next(iter(runs.values()))
-        if any(r["parameters"] != baseline["parameters"] or r["printed"] != baseline["printed"] or r["nonnegative"] != baseline["nonnegative"] for r in runs.values()):
+        if any(
+            r["parameters"] != baseline["parameters"]
+            or r["printed"] != baseline["printed"]
+            or r["nonnegative"] != baseline["nonnegative"]
+            for r in runs.values()
+        ):
             problems.append(f"{check_name}: the variants ran with different parameters")
             continue
         about = (
@@ -319,7 +352,12 @@ def spread(
             "Regenerate with `make references`."
         )
         built = reference.build(
-            {n: r["values"] for n, r in runs.items()}, baseline["parameters"], baseline["printed"], TOLERANCE_FLOORS, about, baseline["nonnegative"]
+            {n: r["values"] for n, r in runs.items()},
+            baseline["parameters"],
+            baseline["printed"],
+            TOLERANCE_FLOORS,
+            about,
+            baseline["nonnegative"],
         )
         problems += [f"{check_name}: {line}" for line in reference.printing_problems(built)]
         summary[check_name] = {key: entry["spread"] for key, entry in built["values"].items()}
@@ -334,7 +372,9 @@ def spread(
             (REFERENCES / f"{check_name}.json").write_text(json.dumps(built, indent=1) + "\n")
             print(f"wrote {REFERENCES / (check_name + '.json')}")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "spread.json").write_text(json.dumps({"variants": variants, "spread": summary, "problems": problems}, indent=1) + "\n")
+    (out / "spread.json").write_text(
+        json.dumps({"variants": variants, "spread": summary, "problems": problems}, indent=1) + "\n"
+    )
     print("\n" + ("\n".join(problems) if problems else "every compared output is identical under every variant"))
     if write and problems:
         print("nothing written: fix the problems above first")
@@ -363,7 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     measure.add_argument("sources", nargs="+", type=Path)
     measure.add_argument("--out", type=Path, default=Path("build/spread"))
     measure.add_argument("--write", action="store_true", help="rewrite tests/reference/ and re-execute")
-    measure.add_argument("--no-execute", action="store_true", help="reuse the last run's notebooks and numbers in --out")
+    measure.add_argument(
+        "--no-execute", action="store_true", help="reuse the last run's notebooks and numbers in --out"
+    )
     args = parser.parse_args(argv)
     if args.command == "execute":
         for source in args.sources:

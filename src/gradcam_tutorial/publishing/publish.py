@@ -1,9 +1,18 @@
-"""Publishing executed notebooks as a self-contained HTML site and as Jekyll blog posts.
+"""Publishing executed notebooks as a self-contained HTML site and as Jekyll blog posts, with nbconvert.
 
 Nothing is re-executed: the pages are rendered from the outputs stored in the executed ``.ipynb``,
-so what readers see is exactly what ran. The HTML pages need nothing from the web (images are data
-URIs, code is coloured by Pygments, formulas are drawn by matplotlib's mathtext), because they must
-open offline and from a plain file server.
+so what readers see is exactly what ran. nbconvert does the work: ``TagRemovePreprocessor`` drops the
+set-up cells, ``RegexRemovePreprocessor`` the empty ones, ``CoalesceStreamsPreprocessor`` merges
+streams and applies carriage returns, ``ExtractOutputPreprocessor`` writes the posts' figures, and
+two ``TemplateExporter`` templates (``templates/page``, ``templates/post``) extend nbconvert's
+``base/display_priority.j2`` with its filters (``highlight_code``, ``strip_ansi``, ``text_base64``,
+``path2url``, ``markdown2html`` on its mistune parser with Pygments). Three pieces are ours, because
+nbconvert has no equivalent: heading ids that are the ids Jekyll's kramdown gives the same headings
+(:class:`KramdownIds`), maths that needs no web (:func:`math_html`; nbconvert links MathJax from a
+CDN), and figure numbers with captions from cell metadata (:class:`FigurePreprocessor`).
+
+The HTML pages need nothing from the web (images are data URIs, code is coloured by Pygments,
+formulas are MathML), because they must open offline and from a plain file server.
 
 Jekyll posts follow the convention of a notebook exported to markdown: figures live in a
 ``<slug>_files/`` folder beside the post and are linked relatively. Jekyll would serve a post at
@@ -20,62 +29,270 @@ from __future__ import annotations
 
 import argparse
 import base64
+import copy
 import datetime as _dt
 import html
 import importlib.metadata
-import io
 import platform
 import re
 import shutil
 import sys
-from collections.abc import Iterator
+import unicodedata
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import mistune
 import nbformat
-from mistune.renderers.html import HTMLRenderer
+from jinja2 import pass_context
+from nbconvert.exporters import TemplateExporter
+from nbconvert.filters.highlight import Highlight2HTML
+from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
+from nbconvert.preprocessors import (
+    CoalesceStreamsPreprocessor,
+    ExtractOutputPreprocessor,
+    Preprocessor,
+    RegexRemovePreprocessor,
+    TagRemovePreprocessor,
+)
+from nbconvert.writers import FilesWriter
+from traitlets import default
+from traitlets.config import Config
+
+from ..outputs import slug
 
 SITE_TITLE = "Grad-CAM in PyTorch"
 SITE_DESCRIPTION = "A reproducible Grad-CAM tutorial and report: executed notebooks, rendered without re-running them."
 HIDDEN_TAGS = frozenset({"setup", "remove-cell", "remove_cell"})
 DEFAULT_TAGS = ("grad-cam", "pytorch", "explainability")
 VERSIONED_PACKAGES = ("torch", "torchvision")
+# Which representation of an output is shown: a figure before its HTML or text fallback.
 IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/svg+xml": "svg"}
+DISPLAY_PRIORITY = [*IMAGE_TYPES, "text/html", "text/plain"]
+TEMPLATES = Path(__file__).parent / "templates"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
 )
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _TAG = re.compile(r"<[^>]+>")
-_FENCE = re.compile(r"^(`{3,}|~{3,}).*?^\1[ \t]*$", re.M | re.S)
-_MD_LINK = re.compile(r"!?\[(?:[^\]\\]|\\.)*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
-_MD_HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t]*#*[ \t]*$", re.M)
+_FRONT_MATTER = re.compile(r"\A---\n.*?^---\n", re.M | re.S)
+
+
+# --- custom piece 1: heading ids that agree with Jekyll -------------------------------------------
+
+
+def _kramdown_word(char: str) -> bool:
+    """Ruby's ``\\p{Word}``: letters, marks, decimal and letter numbers, connectors, joiners, and the
+    circled and squared Latin letters (symbols that Unicode counts as alphabetic)."""
+    category, code = unicodedata.category(char), ord(char)
+    return (
+        category[0] in "LM"
+        or category in ("Nd", "Nl", "Pc")
+        or char in "\u200c\u200d"
+        or 0x24B6 <= code <= 0x24E9
+        or 0x1F130 <= code <= 0x1F189
+    )
+
+
+class KramdownIds:
+    """Heading ids as Jekyll's default markdown makes them (kramdown's GFM parser, 1.1).
+
+    nbconvert's own anchors keep case and punctuation, so a ``#fragment`` written for the blog would
+    miss on the HTML page. kramdown lower-cases the heading's text, drops every character that is not
+    a word character, hyphen, space or tab, turns spaces and tabs into hyphens, and numbers repeats
+    with a counter per id: ``a``, ``a-1``, ``a-2``. The counter is kept per id, not per used name, so
+    a third heading "A 1" after two "A" gets ``a-1`` a second time, as it does in Jekyll.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, int] = {}
+
+    def __call__(self, text: str) -> str:
+        kept = "".join(c for c in text.lower() if c in "- \t" or _kramdown_word(c))
+        base = kept.replace(" ", "-").replace("\t", "-")
+        count = self._seen[base] = self._seen.get(base, -1) + 1
+        return f"{base}-{count}" if count else base
+
+
+def kramdown_text(tokens: list[dict[str, Any]]) -> str:
+    """A heading's text as kramdown reads it for its id, from mistune's inline tokens.
+
+    Code spans and maths count with their content, links and emphasis with their text, images not
+    at all; kramdown turns ``--``/``---`` in text into dashes, which the id then drops.
+    """
+    parts = []
+    for token in tokens:
+        kind = token["type"]
+        if kind == "text":
+            parts.append(re.sub(r"---|--", "", html.unescape(token["raw"])))
+        elif kind in ("codespan", "inline_math"):
+            parts.append(token["raw"])
+        elif kind != "image" and "children" in token:
+            parts.append(kramdown_text(token["children"]))
+    return "".join(parts)
+
+
+# --- custom piece 2: maths offline ----------------------------------------------------------------
+
+
+def math_html(tex: str, display: bool) -> str:
+    """A formula as MathML (latex2mathml), or its TeX as code where the converter gives up.
+
+    Chosen over the formulas that matplotlib's mathtext drew as SVG images before, after comparing
+    both in Chromium: MathML is text (selectable, searchable, read by screen readers, sharp at any
+    zoom, a few hundred bytes instead of a base64 image), and it lays out display maths in display
+    style, where mathtext set the fractions of a displayed formula at script size and needed the TeX
+    rewritten into its subset (no ``\\Big``, ``\\text``, ``\\operatorname``). The cost: its looks
+    depend on the reader's maths font (the stylesheet asks for STIX Two Math, Cambria Math, Latin
+    Modern Math or DejaVu Math), and Chromium sets a displayed sum at text size. Nbconvert's
+    default, MathJax from a CDN, would need the web.
+    """
+    from latex2mathml.converter import convert
+
+    try:
+        return convert(tex.strip(), display="block" if display else "inline")
+    except Exception:
+        code = f'<code class="math">{html.escape(tex.strip())}</code>'
+        return f'<span class="math-block">{code}</span>' if display else code
+
+
+@dataclass(frozen=True)
+class Heading:
+    level: int
+    anchor: str
+    text: str
+
+
+@dataclass
+class Contents:
+    """The headings of one page in order, collected while its markdown renders."""
+
+    headings: list[Heading] = field(default_factory=list)
+    ids: KramdownIds = field(default_factory=KramdownIds)
+
+    def sections(self, title: str) -> list[Heading]:
+        """The table of contents: levels 1-3, less the page title (it is no section)."""
+        toc = [h for h in self.headings if h.level <= 3]
+        return toc[1:] if toc and toc[0].level == 1 and toc[0].text == title else toc
+
+
+class Renderer(IPythonRenderer):
+    """nbconvert's markdown renderer (Pygments, attachments) with kramdown ids and offline maths."""
+
+    def __init__(self, contents: Contents | None = None, math: bool = True, **options: Any) -> None:
+        super().__init__(escape=False, **options)
+        self.contents = contents if contents is not None else Contents()
+        self.math = math
+
+    def render_token(self, token: dict[str, Any], state: Any) -> str:
+        if token["type"] == "heading":  # the id needs the inline tokens, which heading() gets rendered
+            token.setdefault("attrs", {})["id"] = self.contents.ids(kramdown_text(token.get("children", [])))
+        return super().render_token(token, state)
+
+    def heading(self, text: str, level: int, **attrs: Any) -> str:
+        anchor = str(attrs["id"])
+        if not anchor:  # kramdown gives a heading of symbols alone (an emoji) no id: no link, no TOC entry
+            return f"<h{level}>{text}</h{level}>\n"
+        self.contents.headings.append(Heading(level, anchor, " ".join(html.unescape(_TAG.sub("", text)).split())))
+        link = f'<a class="anchor" href="#{anchor}" aria-hidden="true">¶</a>'
+        return f'<h{level} id="{anchor}">{text}{link}</h{level}>\n'
+
+    def inline_math(self, body: str) -> str:
+        return math_html(body, display=False) if self.math else f'<code class="math">{html.escape(body)}</code>'
+
+    def block_math(self, body: str) -> str:
+        return math_html(body, display=True) if self.math else f"<code>{html.escape(body)}</code>"
+
+    def latex_environment(self, name: str, body: str) -> str:
+        return self.block_math(f"\\begin{{{name}}}{body}\\end{{{name}}}")
+
+
+def markdown_html(text: str, contents: Contents | None = None, math: bool = True, **options: Any) -> str:
+    """Markdown to HTML on nbconvert's parser (``$``-maths aware) with our renderer."""
+    return MarkdownWithMath(renderer=Renderer(contents, math, **options)).render(text)
+
+
+def plain_text(markup: str) -> str:
+    """Markdown or HTML reduced to one line of text, for titles, summaries and ids."""
+    text = _TAG.sub("", markdown_html(markup, math=False))
+    return " ".join(html.unescape(text).split())
+
+
+def heading_text(markup: str) -> str:
+    """A heading's plain text (a heading "3. Results" is not a list, as it would be on its own)."""
+    contents = Contents()
+    markdown_html("# " + markup, contents, math=False)
+    return contents.headings[0].text if contents.headings else ""
+
+
+# --- custom piece 3: figure numbers and captions --------------------------------------------------
+
+
+def shown_type(output: nbformat.NotebookNode) -> str | None:
+    """The representation of an output that the pages show (nbconvert's display priority)."""
+    return next((mime for mime in DISPLAY_PRIORITY if mime in output.get("data", {})), None)
+
+
+class FigurePreprocessor(Preprocessor):
+    """Numbers the figures in reading order; ``output.metadata.caption`` is "Figure N: <caption>".
+
+    The caption is the cell's ``caption`` metadata (``# %% caption="..."`` in py:percent). Only the
+    shown image stays in a figure's data, so ExtractOutputPreprocessor writes one file per figure.
+    """
+
+    def preprocess(self, nb: nbformat.NotebookNode, resources: dict) -> tuple[nbformat.NotebookNode, dict]:
+        number = 0
+        for cell in nb.cells:
+            caption = str(cell.metadata.get("caption", "")).strip()
+            for output in cell.get("outputs", []):
+                mime = shown_type(output)
+                if mime in IMAGE_TYPES:
+                    number += 1
+                    output.setdefault("metadata", nbformat.NotebookNode())
+                    output.metadata["caption"] = f"Figure {number}" + (f": {caption}" if caption else "")
+                    output.data = nbformat.NotebookNode({mime: output.data[mime]})
+        return nb, resources
+
+
+def shared_steps() -> list[Preprocessor]:
+    """What both outputs share: hidden and empty cells go, streams merge, figures are numbered."""
+    return [
+        TagRemovePreprocessor(remove_cell_tags=set(HIDDEN_TAGS), enabled=True),
+        RegexRemovePreprocessor(patterns=[r"\s*\Z"], enabled=True),
+        CoalesceStreamsPreprocessor(enabled=True),
+        FigurePreprocessor(enabled=True),
+    ]
+
+
+def shown(node: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy of the notebook as readers see it (the shared preprocessing applied)."""
+    node = copy.deepcopy(node)
+    resources: dict[str, Any] = {}
+    for step in shared_steps():
+        node, resources = step(node, resources)
+    return node
+
+
+def figures(node: nbformat.NotebookNode) -> list[str]:
+    """The captions of the notebook's figures, in reading order ("Figure 1: ...", ...)."""
+    return [
+        out.metadata["caption"]
+        for cell in shown(node).cells
+        for out in cell.get("outputs", [])
+        if "caption" in out.get("metadata", {})
+    ]
 
 
 # --- reading notebooks ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Output:
-    """One displayable output, normalised so the HTML and the markdown writers agree on what to show."""
-
-    kind: str  # "text", "stderr", "error", "image" or "html"
-    data: str  # text, HTML, or base64 image bytes (SVG as text)
-    mime: str = "text/plain"
-
-
-@dataclass(frozen=True)
-class Figure:
-    """An image output with its number, so both writers caption "Figure N" the same way."""
-
-    number: int
-    caption: str
-    output: Output
 
 
 @dataclass
@@ -92,101 +309,8 @@ class Notebook:
     versions: list[tuple[str, str]] = field(default_factory=list)
 
 
-def slugify(text: str) -> str:
-    """A file-name-safe slug: lower case, runs of other characters become one hyphen."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "notebook"
-
-
-def heading_id(text: str, used: set[str]) -> str:
-    """The id Jekyll's default (GFM) markdown gives a heading, so one ``#fragment`` works in both outputs."""
-    base = re.sub(r"[^\w\- \t]", "", text.lower()).replace(" ", "-").replace("\t", "-") or "section"
-    anchor, n = base, 0
-    while anchor in used:
-        n += 1
-        anchor = f"{base}-{n}"
-    used.add(anchor)
-    return anchor
-
-
-def plain_text(markup: str) -> str:
-    """Markdown or HTML reduced to one line of text, for titles, summaries and ids."""
-    text = _TAG.sub("", _markdown_to_html(markup, _Renderer(math=False)))
-    return " ".join(html.unescape(text).split())
-
-
-def heading_text(markup: str) -> str:
-    """A heading's plain text (a heading "3. Results" is not a list, as it would be on its own)."""
-    renderer = _Renderer(math=False)
-    _markdown_to_html("# " + markup, renderer)
-    return str(renderer.toc[0]["text"]) if renderer.toc else ""
-
-
-def is_hidden(cell: nbformat.NotebookNode) -> bool:
-    """Set-up cells (and explicitly removed ones) are plumbing, not part of the story."""
-    return bool(HIDDEN_TAGS.intersection(cell.metadata.get("tags", ())))
-
-
-def visible_cells(node: nbformat.NotebookNode) -> Iterator[tuple[int, nbformat.NotebookNode]]:
-    """The cells a reader sees, with their index in the notebook (used to name exported figures)."""
-    for index, cell in enumerate(node.cells):
-        if cell.source.strip() and not is_hidden(cell) and cell.cell_type in ("markdown", "code"):
-            yield index, cell
-
-
-def _clean_text(text: str) -> str:
-    """Drop colour codes and carriage-return overwrites (progress bars), as a terminal would show it."""
-    lines = [line.rsplit("\r", 1)[-1] for line in _ANSI.sub("", text).split("\n")]
-    return "\n".join(lines)
-
-
-def cell_outputs(cell: nbformat.NotebookNode) -> list[Output]:
-    """A code cell's outputs, richest representation first; consecutive streams are merged."""
-    result: list[Output] = []
-    for out in cell.get("outputs", ()):
-        if out.output_type == "stream":
-            kind = "stderr" if out.name == "stderr" else "text"
-            text = _clean_text(out.text)
-            if result and result[-1].kind == kind:
-                result[-1] = Output(kind, result[-1].data + text)
-            else:
-                result.append(Output(kind, text))
-        elif out.output_type == "error":
-            result.append(Output("error", _clean_text("\n".join(out.traceback))))
-        elif out.output_type in ("display_data", "execute_result"):
-            data = out.get("data", {})
-            image = next((mime for mime in IMAGE_TYPES if mime in data), None)
-            if image:
-                payload = data[image]
-                payload = payload if isinstance(payload, str) else "".join(payload)
-                if image != "image/svg+xml":
-                    payload = payload.replace("\n", "")  # base64 may be stored wrapped
-                result.append(Output("image", payload, image))
-            elif "text/html" in data:
-                result.append(Output("html", data["text/html"]))
-            elif "text/plain" in data:
-                result.append(Output("text", _clean_text(data["text/plain"])))
-    return [o for o in result if o.kind in ("image", "html") or o.data.strip()]
-
-
-def figures(node: nbformat.NotebookNode) -> dict[tuple[int, int], Figure]:
-    """Every visible image output keyed by (cell index, output index), numbered in reading order.
-
-    The caption comes from the cell's ``caption`` metadata (``# %% caption="..."`` in py:percent).
-    """
-    found: dict[tuple[int, int], Figure] = {}
-    for index, cell in visible_cells(node):
-        if cell.cell_type != "code":
-            continue
-        for position, out in enumerate(cell_outputs(cell)):
-            if out.kind == "image":
-                number = len(found) + 1
-                caption = str(cell.metadata.get("caption", "")).strip()
-                found[(index, position)] = Figure(number, f"Figure {number}" + (f": {caption}" if caption else ""), out)
-    return found
-
-
 def _first_markdown(node: nbformat.NotebookNode, want_heading: bool) -> str:
-    for _, cell in visible_cells(node):
+    for cell in node.cells:
         if cell.cell_type != "markdown":
             continue
         for block in re.split(r"\n\s*\n", cell.source.strip()):
@@ -221,7 +345,7 @@ def executed_date(node: nbformat.NotebookNode, path: Path) -> _dt.date:
 
 def environment_versions(node: nbformat.NotebookNode | None = None) -> list[tuple[str, str]]:
     """Versions behind the outputs: Python from the kernel that ran them, packages from this venv."""
-    python = (node.metadata.get("language_info", {}).get("version") if node is not None else None)
+    python = node.metadata.get("language_info", {}).get("version") if node is not None else None
     versions = [("Python", python or platform.python_version())]
     for package in VERSIONED_PACKAGES:
         try:
@@ -234,157 +358,139 @@ def environment_versions(node: nbformat.NotebookNode | None = None) -> list[tupl
 def load(path: Path, sources: Path | None = None) -> Notebook:
     """Read an executed notebook and derive its slug, title, summary and date."""
     node = nbformat.read(path, as_version=4)
+    visible = shown(node)
     source = sources / f"{path.stem}.py" if sources else None
     return Notebook(
-        slug=slugify(path.stem),
+        slug=slug(path.stem, fallback="notebook"),
         path=path,
         source=source if source and source.exists() else None,
         node=node,
-        title=heading_text(_first_markdown(node, want_heading=True)) or path.stem.replace("_", " ").title(),
-        summary=summary_line(node.metadata.get("gradcam_tutorial", {}).get("description")
-                             or _first_markdown(node, want_heading=False)),
+        title=heading_text(_first_markdown(visible, want_heading=True)) or path.stem.replace("_", " ").title(),
+        summary=summary_line(
+            node.metadata.get("gradcam_tutorial", {}).get("description") or _first_markdown(visible, want_heading=False)
+        ),
         executed=executed_date(node, path),
         versions=environment_versions(node),
     )
 
 
+# --- the exporters --------------------------------------------------------------------------------
+
+
+class _Exporter(TemplateExporter):
+    """A TemplateExporter on our template folders, showing figures before their text fallbacks."""
+
+    @property
+    def default_config(self) -> Config:
+        config = Config({"NbConvertBase": {"display_data_priority": DISPLAY_PRIORITY}})
+        config.merge(super().default_config)
+        return config
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(extra_template_basedirs=[str(TEMPLATES)], extra_template_paths=[str(TEMPLATES)], **kwargs)
+        for step in shared_steps():
+            self.register_preprocessor(step, enabled=True)
+
+
+class PageExporter(_Exporter):
+    """One self-contained HTML page: nbconvert's highlighting, our heading ids, maths and captions."""
+
+    output_mimetype = "text/html"
+
+    @default("file_extension")
+    def _file_extension_default(self) -> str:
+        return ".html"
+
+    @default("template_name")
+    def _template_name_default(self) -> str:
+        return "page"
+
+    @pass_context
+    def markdown2html(self, context: Any, source: str) -> str:
+        """nbconvert's markdown filter, with attachments, on our renderer and this page's contents."""
+        attachments = context.get("cell", {}).get("attachments", {})
+        return markdown_html(source, self._contents, attachments=attachments)
+
+    def sections(self, title: str) -> list[Heading]:
+        """The contents of the page being rendered (a filter: nbconvert deep-copies resources)."""
+        return self._contents.sections(title)
+
+    def default_filters(self) -> Any:
+        yield from super().default_filters()
+        yield ("markdown2html", self.markdown2html)
+        yield ("sections", self.sections)
+
+    def from_notebook_node(  # the rendered page (nbconvert's base class annotates a notebook)
+        self, nb: nbformat.NotebookNode, resources: dict | None = None, **kw: Any
+    ) -> tuple[Any, dict[str, Any]]:
+        from pygments.formatters import HtmlFormatter
+
+        language = nb.metadata.get("language_info", {})
+        self.register_filter(
+            "highlight_code",
+            Highlight2HTML(pygments_lexer=language.get("pygments_lexer", language.get("name")), parent=self),
+        )
+        self._contents = Contents()
+        resources = dict(resources or {})
+        resources["page"] = dict(resources.get("page", {}), pygments_css=HtmlFormatter().get_style_defs(".highlight"))
+        return super().from_notebook_node(nb, resources, **kw)
+
+
+class PostExporter(_Exporter):
+    """A Jekyll post; ExtractOutputPreprocessor names its figures ``<slug>_files/output_<cell>_<output>``."""
+
+    output_mimetype = "text/markdown"
+
+    @default("file_extension")
+    def _file_extension_default(self) -> str:
+        return ".md"
+
+    @default("template_name")
+    def _template_name_default(self) -> str:
+        return "post"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        extract = ExtractOutputPreprocessor(
+            output_filename_template="output_{cell_index}_{index}{extension}", extract_output_types=set(IMAGE_TYPES)
+        )
+        self.register_preprocessor(extract, enabled=True)
+
+    def default_filters(self) -> Any:
+        yield from super().default_filters()
+        yield ("fence", fence)
+
+
 # --- HTML -----------------------------------------------------------------------------------------
-
-
-def _mathtext_dialect(tex: str) -> str:
-    """LaTeX rewritten into the subset matplotlib's mathtext parses (one line, no sized delimiters)."""
-    tex = " ".join(tex.split())
-    tex = re.sub(r"\\[bB]ig{1,2}l?(?=[(\[|.]|\\{)", r"\\left", tex)
-    tex = re.sub(r"\\[bB]ig{1,2}r?(?=[)\]|.]|\\})", r"\\right", tex)
-    return tex.replace("\\text{", "\\mathrm{").replace("\\operatorname{", "\\mathrm{")
-
-
-def _math_image(tex: str, display: bool) -> str | None:
-    """A formula drawn by matplotlib as an inline SVG data URI; None where mathtext can't parse it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import mathtext
-    from matplotlib.font_manager import FontProperties
-
-    buffer = io.BytesIO()
-    try:
-        font = FontProperties(size=15 if display else 12)
-        depth = mathtext.math_to_image(f"${_mathtext_dialect(tex)}$", buffer, prop=font, format="svg")
-    except (ValueError, RuntimeError):
-        return None
-    svg = re.sub(r"<metadata>.*?</metadata>", "", buffer.getvalue().decode(), flags=re.S)  # no timestamp
-    uri = "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
-    style = "" if display else f' style="vertical-align: -{depth:.1f}pt"'
-    return f'<img class="math" src="{uri}" alt="{html.escape(tex.strip())}"{style}>'
-
-
-def _highlight(code: str, language: str = "python") -> str:
-    from pygments import highlight
-    from pygments.formatters import HtmlFormatter
-    from pygments.lexers import TextLexer, get_lexer_by_name
-    from pygments.util import ClassNotFound
-
-    try:
-        lexer = get_lexer_by_name(language or "text")
-    except ClassNotFound:
-        lexer = TextLexer()
-    return highlight(code, lexer, HtmlFormatter())
-
-
-class _Renderer(HTMLRenderer):
-    """Markdown to HTML with GFM heading ids (collected for the TOC), Pygments and mathtext."""
-
-    def __init__(self, math: bool = True) -> None:
-        super().__init__(escape=False)
-        self.math = math
-        self.used: set[str] = set()
-        self.toc: list[dict[str, object]] = []
-
-    def heading(self, text: str, level: int, **attrs: object) -> str:
-        label = " ".join(html.unescape(_TAG.sub("", text)).split())
-        anchor = heading_id(label, self.used)
-        self.toc.append({"level": level, "anchor": anchor, "text": label})
-        link = f'<a class="anchor" href="#{anchor}" aria-hidden="true">¶</a>'
-        return f'<h{level} id="{anchor}">{text}{link}</h{level}>\n'
-
-    def block_code(self, code: str, info: str | None = None) -> str:
-        return _highlight(code, info.split()[0] if info and info.strip() else "text")
-
-    def inline_math(self, text: str) -> str:
-        image = _math_image(text, display=False) if self.math else None
-        return image or f'<code class="math">{html.escape(text)}</code>'
-
-    def block_math(self, text: str) -> str:
-        image = _math_image(text, display=True) if self.math else None
-        # a span (shown as a block): mistune also calls this for $$...$$ inside a paragraph
-        return f'<span class="math-block">{image or "<code>" + html.escape(text) + "</code>"}</span>\n'
-
-
-def _markdown_to_html(text: str, renderer: _Renderer) -> str:
-    return mistune.create_markdown(renderer=renderer, plugins=["table", "strikethrough", "math"])(text)
-
-
-def _output_html(out: Output, figure: Figure | None) -> str:
-    if out.kind == "image":
-        payload = base64.b64encode(out.data.encode()).decode() if out.mime == "image/svg+xml" else out.data
-        caption = html.escape(figure.caption if figure else "Figure")
-        return (f'<figure><img src="data:{out.mime};base64,{payload}" alt="{caption}">'
-                f"<figcaption>{caption}</figcaption></figure>")
-    if out.kind == "html":
-        return f'<div class="output html">{out.data}</div>'
-    return f'<div class="output {out.kind}"><pre>{html.escape(out.data.rstrip())}</pre></div>'
-
-
-def _template(name: str):
-    from jinja2 import Environment, FileSystemLoader, select_autoescape
-
-    env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
-                      autoescape=select_autoescape(["j2", "html"]), keep_trailing_newline=True)
-    return env.get_template(name)
-
-
-def _pygments_css() -> str:
-    from pygments.formatters import HtmlFormatter
-
-    return HtmlFormatter().get_style_defs(".highlight")
 
 
 def render_page(nb: Notebook) -> str:
     """The notebook as one self-contained HTML page: TOC, highlighted code, embedded figures."""
-    from markupsafe import Markup
-
-    renderer = _Renderer()
-    numbered = figures(nb.node)
-    blocks: list[str] = []
-    for index, cell in visible_cells(nb.node):
-        if cell.cell_type == "markdown":
-            blocks.append(f'<div class="cell markdown">{_markdown_to_html(cell.source, renderer)}</div>')
-            continue
-        tags = cell.metadata.get("tags", ())
-        label = '<div class="label">Parameters</div>' if "parameters" in tags else ""
-        parts = [f'<div class="cell code">{label}<div class="input">{_highlight(cell.source)}</div>']
-        for position, out in enumerate(cell_outputs(cell)):
-            parts.append(_output_html(out, numbered.get((index, position))))
-        blocks.append("".join(parts) + "</div>")
-    toc = [entry for entry in renderer.toc if entry["level"] <= 3]
-    if toc and toc[0]["level"] == 1 and toc[0]["text"] == nb.title:
-        toc = toc[1:]  # the page title is not a section
-    return _template("page.html.j2").render(
-        title=f"{nb.title} · {SITE_TITLE}", description=nb.summary, site_title=SITE_TITLE,
-        pygments_css=Markup(_pygments_css()), toc=toc, blocks=[Markup(b) for b in blocks],
-        downloads=[{"href": f"{nb.slug}.ipynb", "label": ".ipynb"}, {"href": f"{nb.slug}.py", "label": ".py"}],
-        executed=nb.executed.isoformat(), versions=nb.versions,
-    )
+    page = {
+        "title": nb.title,
+        "description": nb.summary,
+        "site_title": SITE_TITLE,
+        "downloads": [{"href": f"{nb.slug}.ipynb", "label": ".ipynb"}, {"href": f"{nb.slug}.py", "label": ".py"}],
+        "executed": nb.executed.isoformat(),
+        "versions": nb.versions,
+    }
+    body, _ = PageExporter().from_notebook_node(nb.node, {"page": page})
+    return body
 
 
 def render_index(notebooks: list[Notebook]) -> str:
     """The landing page: one entry per notebook with its one-line summary and downloads."""
-    from markupsafe import Markup
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-    return _template("index.html.j2").render(
-        title=SITE_TITLE, description=SITE_DESCRIPTION, site_title=SITE_TITLE,
-        pygments_css=Markup(""), notebooks=notebooks, versions=environment_versions(),
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["j2", "html"]), keep_trailing_newline=True
+    )
+    return env.get_template("index.html.j2").render(
+        title=SITE_TITLE,
+        description=SITE_DESCRIPTION,
+        site_title=SITE_TITLE,
+        notebooks=notebooks,
+        versions=environment_versions(),
     )
 
 
@@ -410,8 +516,8 @@ def write_site(notebooks: list[Notebook], site: Path) -> list[Path]:
 # --- Jekyll ---------------------------------------------------------------------------------------
 
 
-def _fence(text: str, info: str = "") -> str:
-    """A fenced block that survives backticks inside ``text``."""
+def fence(text: str, info: str = "") -> str:
+    """A fenced block that survives backticks inside ``text`` (nbconvert's markdown indents instead)."""
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     ticks = "`" * max(3, longest + 1)
     return f"{ticks}{info}\n{text.rstrip()}\n{ticks}"
@@ -440,30 +546,11 @@ def post_name(nb: Notebook) -> str:
 
 def write_post(nb: Notebook, blog: Path) -> Path:
     """One Jekyll post; figures go to ``<slug>_files/`` and are linked relatively."""
-    files = blog / f"{nb.slug}_files"
-    shutil.rmtree(files, ignore_errors=True)
-    numbered = figures(nb.node)
-    chunks = [front_matter(nb)]
-    for index, cell in visible_cells(nb.node):
-        if cell.cell_type == "markdown":
-            chunks.append(cell.source.strip())
-            continue
-        chunks.append(_fence(cell.source, "python"))
-        for position, out in enumerate(cell_outputs(cell)):
-            if out.kind == "image":
-                figure = numbered[(index, position)]
-                name = f"output_{index}_{position}.{IMAGE_TYPES[out.mime]}"
-                files.mkdir(parents=True, exist_ok=True)
-                raw = out.data.encode() if out.mime == "image/svg+xml" else base64.b64decode(out.data)
-                (files / name).write_bytes(raw)
-                chunks.append(f"![{figure.caption}]({nb.slug}_files/{name})\n\n*{figure.caption}*")
-            elif out.kind == "html":
-                chunks.append(out.data.strip())
-            else:
-                chunks.append(_fence(out.data))
-    post = blog / post_name(nb)
-    post.write_text(chunks[0] + "\n" + "\n\n".join(chunks[1:]) + "\n", encoding="utf-8")
-    return post
+    shutil.rmtree(blog / f"{nb.slug}_files", ignore_errors=True)
+    resources = {"front_matter": front_matter(nb), "output_files_dir": f"{nb.slug}_files", "unique_key": nb.slug}
+    body, resources = PostExporter().from_notebook_node(nb.node, resources)
+    written = FilesWriter(build_directory=str(blog)).write(body, resources, notebook_name=Path(post_name(nb)).stem)
+    return Path(written)
 
 
 # --- offline link checking ------------------------------------------------------------------------
@@ -488,15 +575,11 @@ class _Refs(HTMLParser):
 
 
 def _scan(path: Path) -> _Refs:
+    """A page's ids and links; a markdown page is read as it renders (kramdown ids, no fenced code)."""
     text = path.read_text(encoding="utf-8", errors="replace")
-    parser = _Refs()
     if path.suffix == ".md":
-        text = _FENCE.sub("", text)
-        text = re.sub(r"`[^`\n]*`", "", text)
-        parser.refs.extend(_MD_LINK.findall(text))
-        used: set[str] = set()
-        for heading in _MD_HEADING.findall(text):
-            parser.ids.add(heading_id(heading_text(heading), used))
+        text = markdown_html(_FRONT_MATTER.sub("", text), math=False)
+    parser = _Refs()
     parser.feed(text)
     return parser
 
@@ -535,9 +618,10 @@ def check_links(root: Path) -> list[str]:
             where = page.relative_to(root).as_posix()
             if not target.is_file():
                 broken.append(f"{where}: {ref} (no such file)")
-            elif parts.fragment and target.suffix in (".html", ".md"):
-                if unquote(parts.fragment) not in scan(target).ids:
-                    broken.append(f"{where}: {ref} (no element with id {parts.fragment!r})")
+            elif (
+                parts.fragment and target.suffix in (".html", ".md") and unquote(parts.fragment) not in scan(target).ids
+            ):
+                broken.append(f"{where}: {ref} (no element with id {parts.fragment!r})")
     return broken
 
 
@@ -551,6 +635,12 @@ for (const img of document.images) {
 for (const a of document.querySelectorAll('a[href^="#"]')) {
   const id = decodeURIComponent(a.getAttribute('href').slice(1));
   if (!document.getElementById(id)) problems.push('fragment lands nowhere: #' + id);
+}
+for (const frac of document.querySelectorAll('mfrac')) {  // MathML laid out: numerator above denominator
+  const [top, bottom] = frac.children;
+  if (!(top && bottom && top.getBoundingClientRect().bottom <= bottom.getBoundingClientRect().top + 1)) {
+    problems.push('formula not laid out: ' + frac.textContent);
+  }
 }
 for (const entry of performance.getEntriesByType('resource')) {
   const local = entry.name.startsWith(location.origin) || entry.name.startsWith('data:');
@@ -577,18 +667,23 @@ def _full_page_png(driver) -> bytes:
     size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
     width, height = max(1, int(size["width"])), max(1, int(size["height"]))
     scale = min(1.0, 16000 / height)  # Chrome draws nothing past ~16k pixels
-    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
-        "format": "png", "captureBeyondViewport": True,
-        "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": scale},
-    })
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot",
+        {
+            "format": "png",
+            "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": scale},
+        },
+    )
     return base64.b64decode(shot["data"])
 
 
 def browse(site: Path, screenshots: Path | None = None) -> list[str]:
     """Open every page of ``site`` in headless Chromium over HTTP; report what a reader would hit.
 
-    Checked per page: every ``<img>`` decoded, every in-page ``#fragment`` link has a target, no
-    SEVERE console message, nothing fetched from outside the local server. A full-page screenshot
+    Checked per page: every ``<img>`` decoded, every in-page ``#fragment`` link has a target, every
+    MathML fraction stacked (the browser laid the maths out), no SEVERE console message, nothing
+    fetched from outside the local server. A full-page screenshot
     of each page goes to ``screenshots/<page>.png`` when that folder is given.
     """
     import functools
@@ -600,7 +695,7 @@ def browse(site: Path, screenshots: Path | None = None) -> list[str]:
     from selenium.webdriver.chrome.service import Service
 
     class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - signature of the base
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
@@ -619,8 +714,11 @@ def browse(site: Path, screenshots: Path | None = None) -> list[str]:
             for page in sorted(site.glob("*.html")):
                 driver.get(f"http://127.0.0.1:{server.server_address[1]}/{page.name}")
                 problems += [f"{page.name}: {p}" for p in driver.execute_script(_PAGE_PROBLEMS_JS)]
-                problems += [f"{page.name}: console {e['level']}: {e['message']}"
-                             for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+                problems += [
+                    f"{page.name}: console {e['level']}: {e['message']}"
+                    for e in driver.get_log("browser")
+                    if e["level"] == "SEVERE"
+                ]
                 if screenshots is not None:
                     screenshots.mkdir(parents=True, exist_ok=True)
                     (screenshots / f"{page.stem}.png").write_bytes(_full_page_png(driver))
@@ -654,7 +752,9 @@ def publish(notebooks: Path, sources: Path | None, out: Path) -> list[Notebook]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gradcam_tutorial.publishing.publish", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m gradcam_tutorial.publishing.publish", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--notebooks", type=Path, required=True, help="folder of executed .ipynb")
     parser.add_argument("--sources", type=Path, default=None, help="folder of the paired .py sources")
     parser.add_argument("--out", type=Path, default=Path("build"), help="writes OUT/site, OUT/blog, OUT/screenshots")

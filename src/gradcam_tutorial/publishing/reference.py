@@ -122,12 +122,18 @@ def check(
             return f"{name}: {count} numbers recorded; there is no reference yet"
     reference = load(path)
     if dict(parameters) != reference["parameters"]:
-        return f"{name}: {count} numbers; the reference is for parameters {reference['parameters']}, so they are not checked"
+        return (
+            f"{name}: {count} numbers; the reference is for parameters {reference['parameters']}, "
+            "so they are not checked"
+        )
     problems = mismatches(values, reference) + printing_problems(reference)
     declared = {key: entry["decimals"] for key, entry in reference["values"].items() if "decimals" in entry}
     positive = {key for key, entry in reference["values"].items() if entry.get("nonnegative")}
     if dict(printed or {}) != declared or set(nonnegative) != positive:
-        problems.append(f"printed decimals {dict(printed or {})} or non-negative names {sorted(nonnegative)} differ from the reference's")
+        problems.append(
+            f"printed decimals {dict(printed or {})} or non-negative names {sorted(nonnegative)} "
+            "differ from the reference's"
+        )
     if problems:
         headline = f"{name}: {len(problems)} problems with {count} numbers checked against {path.name}"
         if os.environ.get(MODE_ENV) == "record":
@@ -137,13 +143,22 @@ def check(
 
 
 def record(
-    name: str, values: Values, parameters: Mapping[str, Any], printed: Mapping[str, int], nonnegative: Collection[str] = ()
+    name: str,
+    values: Values,
+    parameters: Mapping[str, Any],
+    printed: Mapping[str, int],
+    nonnegative: Collection[str] = (),
 ) -> Path:
     """Write the current numbers to ``$GRADCAM_RECORD_DIR/<name>.json`` (for the notebook tools)."""
     folder = Path(os.environ.get(RECORD_DIR_ENV, "build/reference-record"))
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{name}.json"
-    content = {"parameters": dict(parameters), "printed": dict(printed), "nonnegative": sorted(nonnegative), "values": flatten(values)}
+    content = {
+        "parameters": dict(parameters),
+        "printed": dict(printed),
+        "nonnegative": sorted(nonnegative),
+        "values": flatten(values),
+    }
     target.write_text(json.dumps(content) + "\n")
     return target
 
