@@ -27,12 +27,21 @@ PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
 CLOSED_PORT_URL = "http://127.0.0.1:9/payload.bin"  # the discard port: connection refused
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    """The test server: ``mode`` says how to answer, ``requests`` counts the requests it got."""
+
+    mode = "ok"
+    requests = 0
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     """Serves PAYLOAD; the server's ``mode`` makes it cut the body short or send other bytes."""
 
     def do_GET(self) -> None:
-        mode = self.server.mode  # type: ignore[attr-defined]
-        self.server.requests += 1  # type: ignore[attr-defined]
+        server = self.server
+        assert isinstance(server, _Server)
+        mode = server.mode
+        server.requests += 1
         if mode == "missing":
             self.send_error(404)
             return
@@ -58,9 +67,7 @@ def server(monkeypatch):
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.mode = "ok"
-    httpd.requests = 0
+    httpd = _Server(("127.0.0.1", 0), _Handler)
     httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/payload.bin"
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

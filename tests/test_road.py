@@ -241,7 +241,10 @@ def input_box(spec, grid_size, box) -> tuple[int, int, int, int]:
     x0, y0, x1, y1 = spec.pixel_box(grid_size)
     scale = spec.input_size / (x1 - x0), spec.input_size / (y1 - y0)
     left, top, right, bottom = box
-    clip = lambda v: int(np.clip(round(v), 0, spec.input_size))  # noqa: E731
+
+    def clip(v: float) -> int:
+        return int(np.clip(round(v), 0, spec.input_size))
+
     return (
         clip((left - x0) * scale[0]),
         clip((top - y0) * scale[1]),

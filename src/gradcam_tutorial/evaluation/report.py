@@ -77,7 +77,7 @@ def top_k_accuracy(
         chunk = photos[start : start + batch]
         images = [load_image(photo.path) for photo in chunk]
         if undo_stretch:
-            sizes = [photo.original_size for photo in chunk]  # type: ignore[union-attr]  # ValPhotos, checked above
+            sizes = [photo.original_size for photo in chunk if isinstance(photo, ValPhoto)]  # all, checked above
             images = [restore_aspect(image, size) for image, size in zip(images, sizes, strict=True)]
         with torch.inference_mode():
             x = torch.cat([spec.preprocess(image) for image in images]).contiguous(memory_format=torch.channels_last)

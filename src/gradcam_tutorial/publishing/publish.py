@@ -33,6 +33,7 @@ import copy
 import datetime as _dt
 import html
 import importlib.metadata
+import importlib.util
 import platform
 import re
 import shutil
@@ -655,9 +656,7 @@ def browser_missing() -> str | None:
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
     if missing:
         return f"{' and '.join(missing)} not found: `make system-deps` installs them (Debian chromium, chromium-driver)"
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("selenium") is None:
         return "selenium is not installed: run `make venv`"
     return None
 
