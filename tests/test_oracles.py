@@ -18,6 +18,7 @@ from torchvision import transforms
 from gradcam_tutorial import GradCAM, normalize_maps
 from gradcam_tutorial.evaluation.peers import PEERS, compare_with_peers, peer_maps
 from gradcam_tutorial.models import IMAGENET_MEAN, IMAGENET_STD
+from gradcam_tutorial.state import hook_snapshot
 
 TOLERANCE = 1e-5
 
@@ -106,12 +107,13 @@ def test_compare_with_peers_reports_every_peer(effnet, grid):
 def test_peers_leave_the_model_as_found(torchvision_models, grid):
     model = torchvision_models["resnet18"]
     model.train()
+    hooks = hook_snapshot(model)
     try:
         for peer in PEERS:
             peer_maps(peer, model, "layer3", grid_input(grid[0], 64), 1)
             assert model.training, peer
             assert all(p.grad is None for p in model.parameters()), peer
-            assert not any(m._forward_hooks or m._backward_hooks for m in model.modules()), peer
+            assert hook_snapshot(model) == hooks, peer
     finally:
         model.eval()
 
