@@ -97,7 +97,7 @@ report: venv
 	$(BIN)/python -m gradcam_tutorial.publishing.notebooks execute --out build/executed $(NOTEBOOKS)
 	$(BIN)/python -m gradcam_tutorial.publishing.publish --notebooks build/executed --sources notebooks --out build
 
-# The report's full evaluation on the 1000 mirrored validation photos (about half an hour on two
+# The report's full evaluation on the 1000 mirrored validation photos (30 to 45 minutes on two
 # cores): build/report/ and the committed copy of its numbers, results/report-full.json.
 report-full: venv
 	$(BIN)/python -m gradcam_tutorial.evaluation.report --out build/report --results results/report-full.json
