@@ -568,18 +568,18 @@ def summarise_road(faith: Faithfulness, seed: int = 0) -> dict[str, object]:
         "noise_std": NOISE_STD,
         "n_photos": len(faith.class_indices),
     }
+    gap = {m: lerf[m] - morf[m] for m in faith.methods}
     for method in faith.methods:
         out[method] = {
             "morf": interval(morf[method], seed),
             "lerf": interval(lerf[method], seed),
-            "gap": interval(lerf[method] - morf[method], seed),
+            "gap": interval(gap[method], seed),
         }
-    gap = {m: lerf[m] - morf[m] for m in faith.methods}
     out["gap_diff_vs_random_ci95"] = list(stats.paired_bootstrap_ci(gap["gradcam"], gap["random"], seed=seed))
     out["gap_diff_vs_center_ci95"] = list(stats.paired_bootstrap_ci(gap["gradcam"], gap["center"], seed=seed))
     out["mean_curves"] = {
-        order: {m: [float(v) for v in values[:, i].mean(0)] for i, m in enumerate(faith.methods)}
-        for order, values in ((order, faith.road_scores(order)) for order in ("morf", "lerf"))
+        order: {m: [float(v) for v in faith.road_scores(order)[:, i].mean(0)] for i, m in enumerate(faith.methods)}
+        for order in ("morf", "lerf")
     }
     return out
 
