@@ -6,24 +6,32 @@ from .data import DownloadError, Remote, fetch
 from .explain import Explanation, explain
 from .images import ImageError, demo_grid, load_image
 from .layers import LayerError, last_conv2d, last_spatial_layer, resolve_layer
+from .methods import CAM_METHODS, GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM, XGradCAM, compute_methods
 from .models import REGISTRY, ModelSpec, WeightsUnavailableError, create_model, get_spec
 from .viz import colorize, overlay, overlay_grid, show_overlay
 
 __all__ = [
+    "CAM_METHODS",
     "REGISTRY",
     "CAMResult",
     "ClassNameError",
     "DownloadError",
     "Explanation",
     "GradCAM",
+    "GradCAMPlusPlus",
+    "HiResCAM",
     "ImageError",
+    "LayerCAM",
     "LayerError",
     "ModelError",
     "ModelSpec",
     "Remote",
+    "ScoreCAM",
     "TargetError",
     "WeightsUnavailableError",
+    "XGradCAM",
     "colorize",
+    "compute_methods",
     "create_model",
     "demo_grid",
     "explain",

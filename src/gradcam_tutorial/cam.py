@@ -167,7 +167,10 @@ class GradCAM:
             with torch.inference_mode(False), restored_modes(self.model):
                 self.model.eval()  # explain inference behaviour: no dropout, running BN statistics
                 torch.set_grad_enabled(False)
-                logits = self.model(x.clone() if x.is_inference() else x)
+                try:
+                    logits = self.model(x.clone() if x.is_inference() else x)
+                finally:
+                    handle.remove()  # any later forward pass (Score-CAM's masked inputs) is not hooked
                 if not captured:
                     if calls:
                         raise _FewerCalls
@@ -180,22 +183,32 @@ class GradCAM:
                         "choose a convolutional layer or block"
                     )
                 classes = self._targets(targets, logits)
-                scores = logits.gather(1, classes)
-                weighted = []
-                for k in range(classes.shape[1]):
-                    (grad,) = torch.autograd.grad(
-                        scores[:, k].sum(), activation, retain_graph=k < classes.shape[1] - 1, allow_unused=True
-                    )
-                    if grad is None:
-                        raise LayerError(f"the model's output does not depend on layer {self.layer_name!r}")
-                    weights = grad.mean(dim=(2, 3), keepdim=True)
-                    weighted.append(torch.relu((weights * activation.detach()).sum(dim=1)))
-                maps = torch.stack(weighted, dim=1)
+                maps = self._class_maps(x, activation, logits, classes)
                 probabilities = torch.softmax(logits.detach(), dim=1).gather(1, classes)
         finally:
-            handle.remove()
             torch.set_grad_enabled(grad_was_enabled)
         return CAMResult(maps.detach(), classes, probabilities, logits.detach())
+
+    def _class_maps(
+        self, x: torch.Tensor, activation: torch.Tensor, logits: torch.Tensor, classes: torch.Tensor
+    ) -> torch.Tensor:
+        """``(B, K, h, w)`` maps: per class, one walk back through the head, then :meth:`_combine`."""
+        scores = logits.gather(1, classes)
+        maps = []
+        for k in range(classes.shape[1]):
+            (grad,) = torch.autograd.grad(
+                scores[:, k].sum(), activation, retain_graph=k < classes.shape[1] - 1, allow_unused=True
+            )
+            if grad is None:
+                raise LayerError(f"the model's output does not depend on layer {self.layer_name!r}")
+            maps.append(torch.relu(self._combine(activation.detach(), grad)))
+        return torch.stack(maps, dim=1)
+
+    @staticmethod
+    def _combine(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """Grad-CAM's map before the ReLU: channels weighted by their mean gradient, then summed."""
+        weights = grad.mean(dim=(2, 3), keepdim=True)
+        return (weights * activation).sum(dim=1)
 
     @overload
     def compute_heatmap(

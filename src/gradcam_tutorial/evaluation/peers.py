@@ -41,31 +41,105 @@ def preserve_model_state(model: nn.Module) -> Iterator[None]:
 PeerRunner = Callable[[nn.Module, nn.Module, torch.Tensor, Sequence[int]], list[torch.Tensor]]
 
 
-def _pytorch_grad_cam(
-    model: nn.Module, layer: nn.Module, x: torch.Tensor, classes: Sequence[int]
+# Our method name -> the class implementing it in pytorch-grad-cam and in torchcam.
+PYTORCH_GRAD_CAM_CLASSES = {
+    "gradcam": "GradCAM",
+    "gradcam++": "GradCAMPlusPlus",
+    "hirescam": "HiResCAM",
+    "xgradcam": "XGradCAM",
+    "layercam": "LayerCAM",
+    "scorecam": "ScoreCAM",
+}
+TORCHCAM_CLASSES = {
+    "gradcam": "GradCAM",
+    "gradcam++": "GradCAMpp",
+    "xgradcam": "XGradCAM",
+    "layercam": "LayerCAM",
+    "scorecam": "ScoreCAM",
+}
+
+
+def pytorch_grad_cam_maps(
+    method: str, model: nn.Module, layer: nn.Module, x: torch.Tensor, classes: Sequence[int]
 ) -> list[torch.Tensor]:
-    # One call per class (its targets are one per image of the batch). Its __call__ returns maps
-    # resized to the input and min-max scaled; get_cam_image is the step before that (weights *
-    # activations summed over channels, per the hooked tensors), so calling it on the hooked
-    # activations and gradients, then ReLU, gives the raw map at layer resolution. A module called
-    # more than once (EfficientNet's shared ``_swish``) is hooked at every call; both lists end up in
-    # forward order, and the last call is the one that feeds the classifier.
-    from pytorch_grad_cam import GradCAM as PeerGradCAM
+    """pytorch-grad-cam's raw maps of ``method`` per class: ``(B, h, w)``, post-ReLU, layer resolution.
+
+    Its ``__call__`` returns maps resized to the input and min-max scaled; ``get_cam_image`` is the
+    step before that (the method's weights and activations, summed over channels), so calling it on
+    the hooked activations and gradients, then ReLU, gives the raw map. Score-CAM needs no backward,
+    so for it only the forward pass runs before (its masked passes run once, in ``get_cam_image``).
+    A module called more than once (EfficientNet's shared ``_swish``) is hooked at every call; both
+    lists end up in forward order, and the last call is the one that feeds the classifier.
+    """
+    import pytorch_grad_cam
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    cam = PeerGradCAM(model=model, target_layers=[layer])
+    cam = getattr(pytorch_grad_cam, PYTORCH_GRAD_CAM_CLASSES[method])(model=model, target_layers=[layer])
     maps = []
     try:
         for class_idx in classes:
             targets = [ClassifierOutputTarget(class_idx) for _ in range(x.shape[0])]
-            cam(input_tensor=x, targets=targets)
             hooked = cam.activations_and_grads
-            activation, gradient = (t.cpu().numpy() for t in (hooked.activations[-1], hooked.gradients[-1]))
-            raw = cam.get_cam_image(x, layer, targets, activation, gradient)
+            if method == "scorecam":
+                with torch.no_grad():
+                    hooked(x)
+                gradient = None
+            else:
+                cam(input_tensor=x, targets=targets)
+                gradient = hooked.gradients[-1].cpu().numpy()
+            activation = hooked.activations[-1].cpu().numpy()
+            raw = cam.get_cam_image(x, layer, targets, activation, gradient, eigen_smooth=False)
             maps.append(torch.from_numpy(np.maximum(raw, 0)).float())
     finally:
         cam.activations_and_grads.release()
     return maps
+
+
+def pytorch_grad_cam_heatmaps(
+    method: str, model: nn.Module, layer: nn.Module, x: torch.Tensor, classes: Sequence[int]
+) -> list[np.ndarray]:
+    """pytorch-grad-cam used as its users do (what the benchmark times): one call per class,
+    maps at input size, scaled to [0, 1]."""
+    import pytorch_grad_cam
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    cam = getattr(pytorch_grad_cam, PYTORCH_GRAD_CAM_CLASSES[method])(model=model, target_layers=[layer])
+    try:
+        return [cam(input_tensor=x, targets=[ClassifierOutputTarget(c)] * x.shape[0]) for c in classes]
+    finally:
+        cam.activations_and_grads.release()
+
+
+def torchcam_maps(
+    method: str, model: nn.Module, layer: nn.Module, x: torch.Tensor, classes: Sequence[int]
+) -> list[torch.Tensor]:
+    """torchcam's raw maps of ``method`` per class: one forward, then one extractor call per class
+    (``autograd.grad`` through the graph kept alive in between, or Score-CAM's masked passes)."""
+    import torchcam.methods
+
+    extractor_class = getattr(torchcam.methods, TORCHCAM_CLASSES[method])
+    with extractor_class(model, target_layer=layer, input_shape=tuple(x.shape[1:])) as extractor:
+        if method == "scorecam":
+            with torch.no_grad():
+                model(x)
+            return [extractor(class_idx=c, normalized=False)[0].float() for c in classes]
+        # torchcam's XGrad-CAM adds 1e-8 to each channel's spatial sum, pytorch-grad-cam and we 1e-7;
+        # on activations as small as a random MobileNet's (1e-12) that alone changes the map.
+        options = {"eps": 1e-7} if method == "xgradcam" else {}
+        scores = model(x)
+        last = len(classes) - 1
+        return [
+            extractor(class_idx=c, scores=scores, normalized=False, retain_graph=k < last, **options)[0]
+            .detach()
+            .float()
+            for k, c in enumerate(classes)
+        ]
+
+
+def _pytorch_grad_cam(
+    model: nn.Module, layer: nn.Module, x: torch.Tensor, classes: Sequence[int]
+) -> list[torch.Tensor]:
+    return pytorch_grad_cam_maps("gradcam", model, layer, x, classes)
 
 
 def _captum(model: nn.Module, layer: nn.Module, x: torch.Tensor, classes: Sequence[int]) -> list[torch.Tensor]:
@@ -76,16 +150,7 @@ def _captum(model: nn.Module, layer: nn.Module, x: torch.Tensor, classes: Sequen
 
 
 def _torchcam(model: nn.Module, layer: nn.Module, x: torch.Tensor, classes: Sequence[int]) -> list[torch.Tensor]:
-    # One forward, then one autograd.grad per class through the graph kept alive in between.
-    from torchcam.methods import GradCAM as PeerGradCAM
-
-    with PeerGradCAM(model, target_layer=layer, input_shape=tuple(x.shape[1:])) as extractor:
-        scores = model(x)
-        last = len(classes) - 1
-        return [
-            extractor(class_idx=c, scores=scores, normalized=False, retain_graph=k < last)[0].detach().float()
-            for k, c in enumerate(classes)
-        ]
+    return torchcam_maps("gradcam", model, layer, x, classes)
 
 
 RUNNERS: dict[str, PeerRunner] = {

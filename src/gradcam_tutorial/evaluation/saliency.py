@@ -35,8 +35,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from ..cam import GradCAM
 from ..state import restored_modes
 
 GUIDED_ACTIVATIONS: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6)
@@ -60,17 +62,14 @@ def _guide_output(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: t
     return _PositiveGradient.apply(output)
 
 
-def guided_backprop(model: nn.Module, x: torch.Tensor, class_idx: int) -> np.ndarray:
-    """Guided Backprop map: max over colour channels of ``|guided d logit_c / d input|``, ``(H, W)``.
+def guided_gradients(model: nn.Module, x: torch.Tensor, class_idx: int) -> torch.Tensor:
+    """Guided Backprop's signed input gradient of ``logit_c``, ``(1, 3, H, W)``.
 
-    Reduced exactly like :func:`gradient_saliency`, so the two maps can be
-    compared pixel for pixel. ``x`` is ``(1, 3, H, W)`` or ``(3, H, W)``. The model runs in eval
-    mode; afterwards its modules' train/eval flags are as before, no hook is left on it, and its
-    parameters' ``.grad`` fields are untouched (only the input's gradient is computed). Works when
-    called under ``torch.inference_mode()`` or ``torch.no_grad()``.
-
-    Only ``nn.ReLU`` and ``nn.ReLU6`` modules are guided; see the module docstring for what other
-    or functionally applied activations do.
+    ``x`` is ``(1, 3, H, W)`` or ``(3, H, W)``. The model runs in eval mode; afterwards its modules'
+    train/eval flags are as before, no hook is left on it, and its parameters' ``.grad`` fields are
+    untouched (only the input's gradient is computed). Works when called under
+    ``torch.inference_mode()`` or ``torch.no_grad()``. Only ``nn.ReLU`` and ``nn.ReLU6`` modules are
+    guided; see the module docstring for what other or functionally applied activations do.
     """
     handles = []
     with restored_modes(model), torch.enable_grad(), torch.inference_mode(False):
@@ -84,7 +83,36 @@ def guided_backprop(model: nn.Module, x: torch.Tensor, class_idx: int) -> np.nda
         finally:
             for handle in handles:
                 handle.remove()
-    return grad[0].abs().amax(dim=0).cpu().numpy().astype(np.float32)
+    return grad
+
+
+def guided_backprop(model: nn.Module, x: torch.Tensor, class_idx: int) -> np.ndarray:
+    """Guided Backprop map: max over colour channels of ``|guided d logit_c / d input|``, ``(H, W)``.
+
+    Reduced exactly like :func:`gradient_saliency`, so the two maps can be compared pixel for pixel;
+    :func:`guided_gradients` has the conditions.
+    """
+    return guided_gradients(model, x, class_idx)[0].abs().amax(dim=0).cpu().numpy().astype(np.float32)
+
+
+def guided_gradcam(
+    model: nn.Module, target_layer: nn.Module | str, x: torch.Tensor, class_idx: int, mode: str = "bilinear"
+) -> np.ndarray:
+    """Guided Grad-CAM (Selvaraju et al., 2017), the Grad-CAM paper's full method, ``(3, H, W)``.
+
+    Guided Backprop's signed input gradient times the raw Grad-CAM map upsampled to the input size
+    (``mode``: ``"bilinear"`` with pixel centres aligned as every map here, or ``"nearest"``, captum's
+    default). Pixel-sharp like Guided Backprop, but only where Grad-CAM points; it inherits Guided
+    Backprop's insensitivity to the weights (the sanity check), which Grad-CAM alone does not have.
+    """
+    if mode not in ("bilinear", "nearest"):
+        raise ValueError(f"mode must be 'bilinear' or 'nearest', not {mode!r}")
+    with GradCAM(model, target_layer) as cam:
+        raw = cam.compute(x, class_idx).maps[:1]
+    size = tuple(x.shape[-2:])
+    corners = {"align_corners": False} if mode == "bilinear" else {}
+    upsampled = F.interpolate(raw, size=size, mode=mode, **corners)
+    return (guided_gradients(model, x, class_idx)[0] * upsampled[0]).cpu().numpy().astype(np.float32)
 
 
 def gradient_saliency(model: nn.Module, x: torch.Tensor, class_idx: int) -> np.ndarray:

@@ -1,0 +1,177 @@
+"""Grad-CAM's relatives on the same one-pass machinery: forward once, walk back once per class.
+
+Every gradient-based variant below differs from Grad-CAM only in how it turns the layer's activation
+``A`` (``B, C, h, w``) and the gradient ``G = d y_c / d A`` into a map; :class:`~.cam.GradCAM` does
+the forward pass, the hooks, the targets and leaves the model as found, and each class here replaces
+its ``_combine``. Scores ``y_c`` are logits, as in Grad-CAM. Every map ends in a ReLU.
+
+Where the libraries disagree with each other, the comment on the class says which definition is used
+and which library agrees; ``tests/test_variants.py`` checks each against that library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .cam import CAMResult, GradCAM, Targets
+from .layers import LayerError
+
+
+class GradCAMPlusPlus(GradCAM):
+    """Grad-CAM++ (Chattopadhay et al., 2018): pixel-wise weights that favour several instances.
+
+    The paper's alphas need second and third derivatives; with the class score passed through
+    ``exp`` they become powers of the first, which is how the paper and pytorch-grad-cam compute
+    them (same ``1e-6`` in the denominator; our maps agree). torchcam sums ``A * G**3`` over space in
+    the denominator instead of ``sum(A) * G**3`` per pixel, a different formula.
+    """
+
+    @staticmethod
+    def _combine(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        grad_2 = grad.pow(2)
+        activation_sum = activation.sum(dim=(2, 3), keepdim=True)
+        alpha = grad_2 / (2 * grad_2 + activation_sum * grad_2 * grad + 1e-6)
+        alpha = torch.where(grad != 0, alpha, torch.zeros_like(alpha))
+        weights = (torch.relu(grad) * alpha).sum(dim=(2, 3), keepdim=True)
+        return (weights * activation).sum(dim=1)
+
+
+class HiResCAM(GradCAM):
+    """HiResCAM (Draelos & Carin, 2020): ``sum_k G_k * A_k`` pixel by pixel, no spatial averaging.
+
+    Before the ReLU, at a layer followed only by global average pooling and a linear layer, the map
+    sums to the class score minus its bias, and equals Grad-CAM's there (the gradient is constant
+    over space); deeper in the network the two differ wherever the gradient varies over space.
+    """
+
+    @staticmethod
+    def _combine(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        return (grad * activation).sum(dim=1)
+
+
+class XGradCAM(GradCAM):
+    """XGrad-CAM (Fu et al., 2020): channel weights ``sum_ij G * A / sum_ij A`` (``1e-7`` added below,
+    as pytorch-grad-cam does)."""
+
+    @staticmethod
+    def _combine(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        activation_sum = activation.sum(dim=(2, 3), keepdim=True)
+        weights = (grad * activation / (activation_sum + 1e-7)).sum(dim=(2, 3), keepdim=True)
+        return (weights * activation).sum(dim=1)
+
+
+class LayerCAM(GradCAM):
+    """LayerCAM (Jiang et al., 2021): ``sum_k ReLU(G_k) * A_k`` pixel by pixel."""
+
+    @staticmethod
+    def _combine(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        return (torch.relu(grad) * activation).sum(dim=1)
+
+
+class ScoreCAM(GradCAM):
+    """Score-CAM (Wang et al., 2020): channel weights from masked forward passes, no gradient.
+
+    Each channel ``A_k`` is upsampled to the input (bilinear, pixel centres aligned, as every map in
+    this package), min-max scaled to [0, 1] (``1e-8`` added to the span, as the peers do) and
+    multiplies the normalised input, so masked-out pixels are the dataset's mean colour. The class's
+    logits for the ``C`` masked inputs, softmaxed over channels, are the weights: pytorch-grad-cam
+    and torchcam both do this (torchcam's subtraction of the unmasked score is a constant the
+    softmax removes). The paper's first release used the class *probability* without the channel
+    softmax. pytorch-grad-cam upsamples with ``align_corners=True`` and torchcam scales before
+    upsampling; the tests check ours against pytorch-grad-cam with its upsampling set to ours.
+
+    One set of ``C`` masked passes per image serves every requested class. ``batch_size`` masked
+    inputs go through the model at once.
+    """
+
+    def __init__(self, model: nn.Module, target_layer: nn.Module | str, batch_size: int = 32):
+        super().__init__(model, target_layer)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        self.batch_size = batch_size
+
+    def _class_maps(
+        self, x: torch.Tensor, activation: torch.Tensor, logits: torch.Tensor, classes: torch.Tensor
+    ) -> torch.Tensor:
+        activation = activation.detach()
+        weights = self._score_weights(x, activation, classes)  # (B, K, C)
+        return torch.relu(torch.einsum("bkc,bchw->bkhw", weights, activation))
+
+    @torch.no_grad()
+    def _score_weights(self, x: torch.Tensor, activation: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        batch, channels = activation.shape[:2]
+        scores = activation.new_empty(batch, channels, classes.shape[1])
+        for b in range(batch):
+            for start in range(0, channels, self.batch_size):
+                chunk = activation[b, start : start + self.batch_size, None]
+                masks = F.interpolate(chunk, size=x.shape[-2:], mode="bilinear", align_corners=False)
+                low = masks.amin(dim=(2, 3), keepdim=True)
+                high = masks.amax(dim=(2, 3), keepdim=True)
+                masks = (masks - low) / (high - low + 1e-8)
+                scores[b, start : start + chunk.shape[0]] = self.model(x[b] * masks)[:, classes[b]]
+        return torch.softmax(scores, dim=1).transpose(1, 2)
+
+
+CAM_METHODS: dict[str, type[GradCAM]] = {
+    "gradcam": GradCAM,
+    "gradcam++": GradCAMPlusPlus,
+    "hirescam": HiResCAM,
+    "xgradcam": XGradCAM,
+    "layercam": LayerCAM,
+    "scorecam": ScoreCAM,
+}
+
+
+class _Several(GradCAM):
+    """Several gradient-based methods from one forward pass and one walk back per class."""
+
+    def __init__(self, model: nn.Module, target_layer: nn.Module | str, names: Sequence[str]):
+        super().__init__(model, target_layer)
+        self.names = tuple(names)
+        self._score_cam = ScoreCAM(model, target_layer) if "scorecam" in self.names else None
+
+    def _class_maps(
+        self, x: torch.Tensor, activation: torch.Tensor, logits: torch.Tensor, classes: torch.Tensor
+    ) -> torch.Tensor:
+        gradient_names = [n for n in self.names if n != "scorecam"]
+        per_method: dict[str, list[torch.Tensor]] = {n: [] for n in gradient_names}
+        scores = logits.gather(1, classes)
+        for k in range(classes.shape[1] if gradient_names else 0):
+            (grad,) = torch.autograd.grad(scores[:, k].sum(), activation, retain_graph=True, allow_unused=True)
+            if grad is None:
+                raise LayerError(f"the model's output does not depend on layer {self.layer_name!r}")
+            for name in gradient_names:
+                per_method[name].append(torch.relu(CAM_METHODS[name]._combine(activation.detach(), grad)))
+        stacks = {n: torch.stack(maps, dim=1) for n, maps in per_method.items()}
+        if self._score_cam is not None:
+            stacks["scorecam"] = self._score_cam._class_maps(x, activation, logits, classes)
+        return torch.cat([stacks[n] for n in self.names], dim=1)
+
+
+def compute_methods(
+    model: nn.Module,
+    target_layer: nn.Module | str,
+    input_batch: torch.Tensor,
+    targets: Targets = None,
+    names: Sequence[str] = tuple(CAM_METHODS),
+) -> dict[str, CAMResult]:
+    """Maps of several methods for the same classes, from one forward pass.
+
+    The gradient-based methods share one walk back through the head per class (their maps equal
+    each class's own ``compute``); Score-CAM adds its masked passes. Returns ``{name: CAMResult}``
+    in the order of ``names``.
+    """
+    unknown = [n for n in names if n not in CAM_METHODS]
+    if unknown or not names or len(set(names)) != len(names):
+        raise ValueError(f"names must be distinct methods from {', '.join(CAM_METHODS)}; got {list(names)}")
+    with _Several(model, target_layer, names) as several:
+        result = several.compute(input_batch, targets)
+    k = result.class_indices.shape[1]
+    return {
+        name: CAMResult(result.maps[:, i * k : (i + 1) * k], result.class_indices, result.probabilities, result.logits)
+        for i, name in enumerate(names)
+    }
