@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from gradcam_tutorial.evaluation.cost import BENCH_LAYERS, format_table, run_benchmark
+from gradcam_tutorial.methods import CAM_METHODS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -23,13 +24,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (2, the tutorial's machine)")
     parser.add_argument("--models", nargs="+", default=["resnet18", "efficientnet_lite0"], choices=sorted(BENCH_LAYERS))
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        default=list(CAM_METHODS),
+        choices=list(CAM_METHODS),
+        help="Grad-CAM variants to time (none: skip them)",
+    )
+    parser.add_argument(
+        "--score-cam-repeats",
+        type=int,
+        default=1,
+        help="timed rounds for Score-CAM (one forward pass per channel of the layer)",
+    )
     args = parser.parse_args(argv)
-    if args.repeats < 1 or args.warmup < 0:
-        parser.error("--repeats must be at least 1 and --warmup at least 0")
-    results = run_benchmark(args.models, repeats=args.repeats, warmup=args.warmup, threads=args.threads)
+    if args.repeats < 1 or args.warmup < 0 or args.score_cam_repeats < 1:
+        parser.error("--repeats and --score-cam-repeats must be at least 1 and --warmup at least 0")
+    results = run_benchmark(
+        args.models,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        threads=args.threads,
+        variants=args.variants,
+        score_cam_repeats=args.score_cam_repeats,
+    )
     print(
         f"torch {torch.__version__}, {args.threads} threads, "
-        f"median of {args.repeats} rounds after {args.warmup} warm-up\n"
+        f"median of {args.repeats} rounds after {args.warmup} warm-up "
+        f"(Score-CAM: {args.score_cam_repeats} round{'s' if args.score_cam_repeats > 1 else ''})\n"
     )
     print(format_table(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torchvision
 
-from gradcam_tutorial import GradCAM
+from gradcam_tutorial import CAM_METHODS, GradCAM
 from gradcam_tutorial.evaluation import cost as bench
 
 import bench as bench_script  # benchmarks/bench.py, on pytest's pythonpath
@@ -18,7 +18,28 @@ import bench as bench_script  # benchmarks/bench.py, on pytest's pythonpath
 @pytest.fixture(scope="module")
 def results():
     # One round on 64-pixel inputs, one thread: a smoke test of the machinery (about 35 passes).
-    return bench.run_benchmark(("efficientnet_lite0",), repeats=1, warmup=0, threads=1, input_size=64)
+    # The variants at an early block (24 channels): Score-CAM's one pass per channel stays cheap.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(bench.VARIANT_LAYERS, "efficientnet_lite0", "_blocks.2")
+        return bench.run_benchmark(("efficientnet_lite0",), repeats=1, warmup=0, threads=1, input_size=64)
+
+
+def test_every_variant_is_timed_against_the_forward_pass_and_pytorch_grad_cam(results):
+    entry = results["efficientnet_lite0"]
+    assert list(entry["variants"]) == list(CAM_METHODS)
+    for name, row in entry["variants"].items():
+        assert set(row) == set(bench.VARIANT_KEYS), name
+        assert all(isinstance(value, float) and value > 0 for value in row.values()), name
+        if name != "scorecam":
+            assert entry["ratios"][f"{name}_9/forward"] == pytest.approx(row["ours_9_ms"] / entry["forward_ms"])
+    assert "scorecam_9/forward" not in entry["ratios"]
+    table = bench.format_table(results)
+    assert all(f"  {name} " in table for name in CAM_METHODS)
+
+
+def test_unknown_variant_is_refused():
+    with pytest.raises(ValueError, match="unknown variants"):
+        bench.run_benchmark(("efficientnet_lite0",), variants=("eigencam",))
 
 
 def test_results_have_every_timing_ratio_and_goal(results):
@@ -58,14 +79,16 @@ def test_naive_version_computes_grad_cam():
 def test_command_line_writes_json(tmp_path, monkeypatch, capsys):
     calls = []
 
-    def fake_run(models, repeats, warmup, threads):
-        calls.append((tuple(models), repeats, warmup, threads))
+    def fake_run(models, repeats, warmup, threads, variants, score_cam_repeats):
+        calls.append((tuple(models), repeats, warmup, threads, tuple(variants), score_cam_repeats))
         return {"resnet18": {**dict.fromkeys(bench.TIMING_KEYS, 1.0), "ratios": {}, "goals": {}}}
 
     monkeypatch.setattr(bench_script, "run_benchmark", fake_run)
     monkeypatch.setattr(bench_script, "format_table", lambda results: "TABLE")
     out = tmp_path / "sub" / "bench.json"
     assert bench_script.main(["--out", str(out), "--repeats", "3", "--models", "resnet18"]) == 0
-    assert calls == [(("resnet18",), 3, 2, 2)]
+    assert calls == [(("resnet18",), 3, 2, 2, tuple(CAM_METHODS), 1)]
+    assert bench_script.main(["--out", str(out), "--variants", "hirescam", "--score-cam-repeats", "2"]) == 0
+    assert calls[-1][4:] == (("hirescam",), 2)
     assert json.loads(out.read_text())["resnet18"]["forward_ms"] == 1.0
     assert "TABLE" in capsys.readouterr().out

@@ -28,8 +28,9 @@ from torch import nn
 from ..cam import GradCAM, Targets
 from ..images import demo_grid
 from ..layers import resolve_layer
+from ..methods import CAM_METHODS
 from ..models import create_model
-from .peers import RUNNERS, PeerRunner, preserve_model_state
+from .peers import RUNNERS, PeerRunner, preserve_model_state, pytorch_grad_cam_heatmaps
 
 # Per model: which layer to explain; resnet18 as in the issue's table, EfficientNet its registry default.
 BENCH_LAYERS = {"resnet18": "layer4.1.conv2", "efficientnet_lite0": None}
@@ -38,7 +39,18 @@ GOALS: dict[str, tuple[str, float]] = {
     "ours_9/forward": ("<=", 1.30),
     "naive_9/ours_9": (">=", 15.0),
     "ours_batch8/forward_batch8": ("<=", 1.15),
+    # every gradient-based variant (Grad-CAM too, at VARIANT_LAYERS) shares the same passes: same bound
+    **{f"{name}_9/forward": ("<=", 1.30) for name in CAM_METHODS if name != "scorecam"},
 }
+# Grad-CAM's variants, each timed for 1 and 9 classes, and pytorch-grad-cam's version for 9 classes
+# (one call per class, as its users call it). Score-CAM runs one forward pass per channel of the
+# layer, so it is timed in its own, fewer rounds (``score_cam_repeats``).
+VARIANT_KEYS = ("ours_1_ms", "ours_9_ms", "peer_9_ms")
+# The variants are timed at a layer the network calls once: pytorch-grad-cam explains the *first*
+# call of a module called twice (EfficientNet's shared ``_swish``: the stem), so at ``_swish`` its
+# Score-CAM would mask with the stem's 32 channels instead of the head's 1280. ``_conv_head`` feeds
+# ``_swish`` through batch norm: the same 1280 channels, and the same short walk back.
+VARIANT_LAYERS = {"resnet18": "layer4.1.conv2", "efficientnet_lite0": "_conv_head"}
 TIMING_KEYS = (
     "forward_ms", "ours_1_ms", "ours_9_ms", "naive_1_ms", "naive_9_ms",
     "pytorch_grad_cam_1_ms", "pytorch_grad_cam_9_ms", "captum_1_ms", "captum_9_ms",
@@ -75,6 +87,7 @@ def naive_gradcam(model: nn.Module, layer: nn.Module, x: torch.Tensor, class_idx
 
 @dataclass(frozen=True)
 class _Workload:
+    name: str
     model: nn.Module
     layer_name: str
     single: torch.Tensor  # (1, 3, 224, 224)
@@ -99,7 +112,7 @@ def _workload(name: str, input_size: int = 224) -> _Workload:
         single, batch = (resize(t, size=input_size, mode="bilinear", antialias=True) for t in (single, batch))
     with torch.no_grad():
         classes = model(single)[0].topk(9).indices.tolist()
-    return _Workload(model.eval(), layer_name, single, batch, classes)
+    return _Workload(name, model.eval(), layer_name, single, batch, classes)
 
 
 def _check_naive_matches_ours(work: _Workload) -> None:
@@ -147,14 +160,51 @@ def _methods(work: _Workload) -> dict[str, Callable[[], object]]:
     return {key: methods[key] for key in TIMING_KEYS}
 
 
-def ratios(timings: dict[str, float]) -> dict[str, float]:
-    """The four ratios the goals are stated in."""
-    return {
+def _variant_methods(work: _Workload, names: Sequence[str]) -> dict[tuple[str, str], Callable[[], object]]:
+    """``(variant, key) -> call`` for each variant: ours for 1 and 9 classes, pytorch-grad-cam's for 9."""
+    model, x, classes = work.model, work.single, work.classes
+    _, layer = resolve_layer(model, VARIANT_LAYERS[work.name])
+    methods: dict[tuple[str, str], Callable[[], object]] = {}
+
+    def ours(cam: GradCAM, targets: Targets) -> Callable[[], object]:
+        return lambda: cam.compute(x, targets)
+
+    def peer(name: str) -> Callable[[], object]:
+        return lambda: pytorch_grad_cam_heatmaps(name, model, layer, x, classes)
+
+    for name in names:
+        cam = CAM_METHODS[name](model, layer)  # one explainer per variant, reused
+        methods[name, "ours_1_ms"] = ours(cam, classes[0])
+        methods[name, "ours_9_ms"] = ours(cam, [classes])
+        methods[name, "peer_9_ms"] = peer(name)
+    return methods
+
+
+def _time_rounds(methods: dict[Any, Callable[[], object]], rounds: int, warmup: int) -> dict[Any, float]:
+    """Median ms per method over ``rounds`` interleaved rounds, after ``warmup`` untimed ones."""
+    samples: dict[Any, list[float]] = {key: [] for key in methods}
+    for round_index in range(warmup + rounds):
+        for key, method in methods.items():
+            start = time.perf_counter()
+            method()
+            elapsed = (time.perf_counter() - start) * 1000.0
+            if round_index >= warmup:
+                samples[key].append(elapsed)
+    return {key: statistics.median(values) for key, values in samples.items()}
+
+
+def ratios(timings: dict[str, float], variants: dict[str, dict[str, float]] | None = None) -> dict[str, float]:
+    """The ratios the goals are stated in (the variants' only for those measured)."""
+    measured = {
         "ours_1/forward": timings["ours_1_ms"] / timings["forward_ms"],
         "ours_9/forward": timings["ours_9_ms"] / timings["forward_ms"],
         "naive_9/ours_9": timings["naive_9_ms"] / timings["ours_9_ms"],
         "ours_batch8/forward_batch8": timings["ours_batch8_ms"] / timings["forward_batch8_ms"],
     }
+    for name, entry in (variants or {}).items():
+        if f"{name}_9/forward" in GOALS:
+            measured[f"{name}_9/forward"] = entry["ours_9_ms"] / timings["forward_ms"]
+    return measured
 
 
 def goal_met(name: str, value: float) -> bool:
@@ -162,23 +212,30 @@ def goal_met(name: str, value: float) -> bool:
     return value <= bound if comparison == "<=" else value >= bound
 
 
-def benchmark_model(name: str, repeats: int, warmup: int, input_size: int = 224) -> BenchEntry:
+def benchmark_model(
+    name: str,
+    repeats: int,
+    warmup: int,
+    input_size: int = 224,
+    variants: Sequence[str] = tuple(CAM_METHODS),
+    score_cam_repeats: int = 1,
+) -> BenchEntry:
     """Median milliseconds per method for one model, with its ratios and which goals they meet."""
     work = _workload(name, input_size)
     _check_naive_matches_ours(work)
     methods = _methods(work)
-    samples: dict[str, list[float]] = {key: [] for key in methods}
+    gradient_variants = [v for v in variants if v != "scorecam"]
+    variant_methods = _variant_methods(work, gradient_variants)
     with preserve_model_state(work.model):
-        for round_index in range(warmup + repeats):
-            for key, method in methods.items():
-                start = time.perf_counter()
-                method()
-                elapsed = (time.perf_counter() - start) * 1000.0
-                if round_index >= warmup:
-                    samples[key].append(elapsed)
-    medians = {key: statistics.median(values) for key, values in samples.items()}
-    measured = ratios(medians)
-    timings: BenchEntry = dict(medians)
+        medians = _time_rounds({**methods, **variant_methods}, repeats, warmup)
+        if "scorecam" in variants:
+            medians.update(_time_rounds(_variant_methods(work, ["scorecam"]), score_cam_repeats, 0))
+    timings: BenchEntry = {key: medians[key] for key in methods}
+    by_variant: dict[str, dict[str, float]] = {}
+    for variant in variants:
+        by_variant[variant] = {key: medians[variant, key] for key in VARIANT_KEYS}
+    measured = ratios(timings, by_variant)
+    timings["variants"] = by_variant
     timings["ratios"] = measured
     timings["goals"] = {key: goal_met(key, value) for key, value in measured.items()}
     return timings
@@ -190,18 +247,27 @@ def run_benchmark(
     warmup: int = 2,
     threads: int = 2,
     input_size: int = 224,
+    variants: Sequence[str] = tuple(CAM_METHODS),
+    score_cam_repeats: int = 1,
 ) -> dict[str, BenchEntry]:
     """Benchmark each model in turn; torch's thread count is set for the run and restored after."""
+    unknown = sorted(set(variants) - set(CAM_METHODS))
+    if unknown:
+        raise ValueError(f"unknown variants {unknown}; choose from {', '.join(CAM_METHODS)}")
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return {name: benchmark_model(name, repeats, warmup, input_size) for name in model_names}
+        return {
+            name: benchmark_model(name, repeats, warmup, input_size, variants, score_cam_repeats)
+            for name in model_names
+        }
     finally:
         torch.set_num_threads(previous_threads)
 
 
 def format_table(results: dict[str, BenchEntry], goals: bool = True) -> str:
-    """Timings in ms per model and method (with the multiple of a forward pass), then the goals
+    """Timings in ms per model and method (with the multiple of a forward pass), the variants (pgc:
+    pytorch-grad-cam's version; pgc/ours how many times slower it is for nine classes), then the goals
     (``goals=False`` leaves out the verdicts, e.g. for a run too short to judge them)."""
     lines = []
     for name, entry in results.items():
@@ -212,6 +278,15 @@ def format_table(results: dict[str, BenchEntry], goals: bool = True) -> str:
             value = float(entry[key])
             reference = forward["_batch8_ms"] if key.endswith("_batch8_ms") else forward["_ms"]
             lines.append(f"  {key.removesuffix('_ms'):<24}{value:>10.1f}{value / reference:>11.2f}")
+        if entry.get("variants"):
+            header = f"  {'variant':<14}{'ours_1 ms':>11}{'x fwd':>7}{'ours_9 ms':>11}{'x fwd':>7}"
+            lines.append(f"{header}{'pgc_9 ms':>11}{'pgc/ours':>10}")
+            for variant, row in entry["variants"].items():
+                one, nine, peer = (float(row[key]) for key in VARIANT_KEYS)
+                lines.append(
+                    f"  {variant:<14}{one:>11.1f}{one / forward['_ms']:>7.2f}{nine:>11.1f}"
+                    f"{nine / forward['_ms']:>7.2f}{peer:>11.1f}{peer / nine:>10.1f}"
+                )
         for ratio, value in entry["ratios"].items() if goals else ():
             comparison, bound = GOALS[ratio]
             verdict = "met" if goal_met(ratio, value) else "MISSED"
