@@ -9,11 +9,13 @@ import pytest
 
 from gradcam_tutorial.data import imagenet_samples
 from gradcam_tutorial.evaluation import faithfulness, report
+from gradcam_tutorial.evaluation import variants as variant_comparison
 from gradcam_tutorial.evaluation.sanity import rank_correlation
 
 N_PHOTOS = 4  # faithfulness photos, of which CHECK_PHOTOS also run at twice the steps
 CHECK_PHOTOS = 2
 VAL_PHOTOS = 8
+VARIANT_PHOTOS = 2
 STEPS = 4
 METHODS = {"gradcam", "random", "center", "last_conv"}
 
@@ -32,6 +34,10 @@ def produced(tmp_path_factory):
             str(CHECK_PHOTOS),
             "--sanity-photos",
             "2",
+            "--variant-photos",
+            str(VARIANT_PHOTOS),
+            "--score-cam-photos",
+            "0",  # Score-CAM's own test is in test_variant_comparison.py
             "--steps",
             str(STEPS),
             "--out",
@@ -138,6 +144,26 @@ def test_results_have_the_keys_the_issue_lists(produced):
                 low <= data[key.removesuffix("_ci95")][method] + 1e-4
                 and data[key.removesuffix("_ci95")][method] <= high + 1e-4
             )
+    variants = data["variants"]
+    assert set(variants) == {"gradcam", "gradcam++", "hirescam", "xgradcam", "layercam"}  # no Score-CAM: 0 photos
+    assert variants == data["variants_by_layer"][spec.target_layer]
+    assert set(data["variants_by_layer"]) == {spec.target_layer, spec.earlier_layer}
+    for name, entry in variants.items():
+        assert set(entry) == {*variant_comparison.MEASURES, "same_map_as_gradcam"}
+        for measure in variant_comparison.MEASURES:
+            low, high = entry[measure]["ci95"]
+            assert low - 1e-4 <= entry[measure]["mean"] <= high + 1e-4, (name, measure)
+            # localisation at the default layer: every validation photo; the rest on the variant photos
+            expected = VAL_PHOTOS if measure in ("energy", "pointing") else VARIANT_PHOTOS
+            assert entry[measure]["n_photos"] == expected, (name, measure)
+            assert name == "gradcam" or len(entry[measure]["diff_vs_gradcam_ci95"]) == 2
+    # Grad-CAM's energy here is the default layer's in the localisation table, on the same photos
+    assert variants["gradcam"]["energy"]["mean"] == pytest.approx(loc[spec.target_layer]["energy"]["mean"], abs=1e-4)
+    # after the default layer come only pooling and the classifier: HiResCAM and XGrad-CAM are Grad-CAM
+    assert variants["hirescam"]["same_map_as_gradcam"] and variants["xgradcam"]["same_map_as_gradcam"]
+    earlier = data["variants_by_layer"][spec.earlier_layer]
+    assert not earlier["hirescam"]["same_map_as_gradcam"]
+    assert all(earlier[v]["energy"]["n_photos"] == VARIANT_PHOTOS for v in earlier)
     cost = data["cost"]
     assert cost["seconds_per_photo"] > 0 and cost["forward_budget_ratio"] > 0
     # every image that went through the network was counted: accuracy alone is VAL_PHOTOS + 500

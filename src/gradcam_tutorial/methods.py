@@ -101,10 +101,18 @@ class ScoreCAM(GradCAM):
         weights = self._score_weights(x, activation, classes)  # (B, K, C)
         return torch.relu(torch.einsum("bkc,bchw->bkhw", weights, activation))
 
-    @torch.no_grad()
     def _score_weights(self, x: torch.Tensor, activation: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         batch, channels = activation.shape[:2]
         scores = activation.new_empty(batch, channels, classes.shape[1])
+        with torch.inference_mode():  # plain inference passes: no autograd bookkeeping at all
+            self._score_masked(x, activation, classes, scores)
+        return torch.softmax(scores, dim=1).transpose(1, 2)
+
+    def _score_masked(
+        self, x: torch.Tensor, activation: torch.Tensor, classes: torch.Tensor, scores: torch.Tensor
+    ) -> None:
+        """Fill ``scores[b, k, j]``: logit of class ``classes[b, j]`` with image ``b`` masked by channel ``k``."""
+        batch, channels = activation.shape[:2]
         for b in range(batch):
             for start in range(0, channels, self.batch_size):
                 chunk = activation[b, start : start + self.batch_size, None]
@@ -113,7 +121,6 @@ class ScoreCAM(GradCAM):
                 high = masks.amax(dim=(2, 3), keepdim=True)
                 masks = (masks - low) / (high - low + 1e-8)
                 scores[b, start : start + chunk.shape[0]] = self.model(x[b] * masks)[:, classes[b]]
-        return torch.softmax(scores, dim=1).transpose(1, 2)
 
 
 CAM_METHODS: dict[str, type[GradCAM]] = {

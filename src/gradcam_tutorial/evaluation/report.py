@@ -28,9 +28,11 @@ from ..cam import GradCAM
 from ..data import Sample, ValPhoto, imagenet_samples
 from ..explain import explain
 from ..images import demo_grid, load_image, restore_aspect
+from ..methods import CAM_METHODS, compute_methods
 from ..models import ModelSpec, create_model
 from ..viz import heatmap_on_photo, resize_heatmap
 from . import baselines, faithfulness, localisation, saliency, stats
+from . import variants as variant_comparison
 from .sanity import cascading_randomisation, randomisation_stages, rank_correlation, structural_similarity
 
 METHODS = ("gradcam", "last_conv", "random", "center")
@@ -142,18 +144,27 @@ def evaluate_localisation(
     seed: int = 0,
     batch: int = 25,
     progress: Callable[[int], object] | None = None,
+    variants: Sequence[str] = (),
 ) -> Localisation:
     """Energy and pointing game of Grad-CAM at each layer and of two baselines, true class.
+
+    ``variants`` (gradient-based names of :data:`~gradcam_tutorial.methods.CAM_METHODS` other than
+    ``"gradcam"``) are scored too, at the default layer, from the same passes as Grad-CAM there.
 
     Each photo is explained as stored (the mirror's 227x227 squash) and every map is placed on that
     grid as :func:`~gradcam_tutorial.explain` places it; the boxes follow the photo's stretch. The
     baselines are defined on the network's input like Grad-CAM and placed the same way: a centred
     Gaussian and a seeded random map at the target layer's resolution.
     """
-    methods = (*layers, "center", "random")
+    if "gradcam" in variants or "scorecam" in variants:
+        raise ValueError("Grad-CAM is scored per layer already, and Score-CAM is too slow for every photo")
+    methods = (*layers, *variants, "center", "random")
     scores: dict[str, dict[str, list[float]]] = {m: {"energy": [], "pointing": []} for m in methods}
     chance_energy, chance_pointing, coverage = [], [], []
-    cams = {layer: GradCAM(model, layer) for layer in layers}
+    shared = spec.target_layer if variants else None  # its Grad-CAM comes with the variants' passes
+    if shared is not None and shared not in layers:
+        raise ValueError(f"the variants are scored at the default layer {shared!r}: include it in layers")
+    cams = {layer: GradCAM(model, layer) for layer in layers if layer != shared}
     try:
         for start in range(0, len(photos), batch):
             chunk = photos[start : start + batch]
@@ -161,13 +172,17 @@ def evaluate_localisation(
             x = torch.cat([spec.preprocess(image) for image in images])
             targets = [photo.class_index for photo in chunk]
             small = {layer: cam.compute(x, targets).normalized()[:, 0].numpy() for layer, cam in cams.items()}
+            if shared is not None:
+                together = compute_methods(model, shared, x, targets, ("gradcam", *variants))
+                small[shared] = together["gradcam"].normalized()[:, 0].numpy()
+                small.update({v: together[v].normalized()[:, 0].numpy() for v in variants})
             shape = next(iter(small.values())).shape[-2:]
             for row, (photo, image) in enumerate(zip(chunk, images, strict=True)):
                 pixel_box = spec.pixel_box(image.size)
                 inside = localisation.box_mask(image.size, photo.original_size, photo.boxes)
                 near = localisation.box_mask(image.size, photo.original_size, photo.boxes, localisation.TOLERANCE)
                 seen = localisation.visible_mask(image.size, pixel_box)
-                maps = {layer: small[layer][row] for layer in layers}
+                maps = {method: small[method][row] for method in (*layers, *variants)}
                 maps["center"] = baselines.center_map((x.shape[-2], x.shape[-1]))
                 maps["random"] = baselines.random_map(shape, seed + start + row)
                 for method, values in maps.items():
@@ -730,6 +745,9 @@ class FullRunConfig:
     check_photos: int = 50  # of the faithfulness photos, run at 2 * steps to show the AUC has settled
     road_percentages: tuple[float, ...] = (10.0, 30.0, 50.0, 70.0, 90.0)
     sanity_depths: tuple[int, ...] = (1, 2, 3, 4, 7, 11, 16, 21)
+    variants: tuple[str, ...] = tuple(CAM_METHODS)
+    variant_photos: int = 30  # every variant's measures at two layers (default layer's localisation: all photos)
+    score_cam_photos: int = 10  # of those, Score-CAM's (one forward pass per channel: 1280 at the default layer)
     seed: int = 0
     model: str = "efficientnet_lite0"
 
@@ -753,11 +771,18 @@ def run(
     photos = list(imagenet_val())[: config.val_photos]
     faith_photos = spread(photos, config.faith_photos)
     sanity_photos = spread(photos, config.sanity_photos)
+    variant_photos = spread(photos, config.variant_photos)
+    variant_layers = [spec.target_layer, spec.earlier_layer]  # where three variants coincide, and where none do
+    gradient_variants = [v for v in config.variants if v not in ("gradcam", "scorecam")]
+    compared_variants = [v for v in config.variants if v != "scorecam" or config.score_cam_photos > 0]
     layers = candidate_layers(spec)
     stages = randomisation_stages(model)
     depths = [d for d in config.sanity_depths if d <= len(stages)]
     bar = tqdm(
-        total=2 * len(photos) + len(depths) + 1 + len(faith_photos), unit="step", desc="report-full", file=sys.stderr
+        total=2 * len(photos) + len(depths) + 1 + len(faith_photos) + len(variant_layers) * len(variant_photos),
+        unit="step",
+        desc="report-full",
+        file=sys.stderr,
     )
 
     with budget.counting(model) as counts:
@@ -765,7 +790,9 @@ def run(
         bar.update(len(photos))
         train_top1, train_top5 = top_k_accuracy(model, spec, imagenet_samples())
         log(f"accuracy on {len(photos)} validation photos: top-1 {top1:.3f}, top-5 {top5:.3f}")
-        loc = evaluate_localisation(model, spec, photos, layers, seed=config.seed, progress=bar.update)
+        loc = evaluate_localisation(
+            model, spec, photos, layers, seed=config.seed, progress=bar.update, variants=gradient_variants
+        )
         pointing = pointing_by_layer(model, spec)
         sanity = sanity_check(model, spec, sanity_photos, depths=depths, seed=config.seed, progress=bar.update)
         bar.update(1)
@@ -778,6 +805,23 @@ def run(
             model, spec, check_set, 2 * config.steps, config.seed, tick, config.road_percentages
         )
         main = evaluate_faithfulness(model, spec, rest, config.steps, config.seed, tick, config.road_percentages)
+        *_, (_, randomised) = cascading_randomisation(model, config.seed, stages)
+        compared = {
+            layer: variant_comparison.evaluate_variants(
+                model,
+                spec,
+                variant_photos,
+                randomised,
+                layer,
+                compared_variants,
+                config.score_cam_photos,
+                config.steps,
+                config.road_percentages,
+                config.seed,
+                bar.update,
+            )
+            for layer in variant_layers
+        }
     bar.close()
     seconds = time.perf_counter() - started
     faith = concatenate([check.subsampled(config.steps), main])
@@ -799,6 +843,16 @@ def run(
         "steps_check": summarise_steps(check, config.steps),
         "road": summarise_road(faith, config.seed),
     }
+    on_all_photos = {v: {"energy": loc.energy[v], "pointing": loc.pointing[v]} for v in gradient_variants}
+    on_all_photos["gradcam"] = {"energy": loc.energy[spec.target_layer], "pointing": loc.pointing[spec.target_layer]}
+    by_layer = {
+        layer: variant_comparison.summarise_variants(
+            result, config.seed, on_all_photos if layer == spec.target_layer else None
+        )
+        for layer, result in compared.items()
+    }
+    summary["variants"] = by_layer[spec.target_layer]
+    summary["variants_by_layer"] = by_layer
     summary["cost"] = {
         "seconds": seconds,
         "seconds_per_photo": seconds / len(photos),
@@ -817,6 +871,7 @@ def run(
             "all": input_list_sha256(photos),
             "faithfulness": input_list_sha256(faith_photos),
             "sanity": input_list_sha256(sanity_photos),
+            "variants": input_list_sha256(variant_photos),
         },
     }
     summary["model"] = config.model
@@ -858,6 +913,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check-photos", type=int, default=defaults.check_photos, help="photos also run at twice the steps"
     )
+    parser.add_argument(
+        "--variant-photos", type=int, default=defaults.variant_photos, help="photos for every variant's measures"
+    )
+    parser.add_argument("--score-cam-photos", type=int, default=defaults.score_cam_photos)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--model", default=defaults.model)
     parser.add_argument("--threads", type=int, default=2)
@@ -869,6 +928,8 @@ def main(argv: list[str] | None = None) -> int:
         sanity_photos=args.sanity_photos,
         steps=args.steps,
         check_photos=min(args.check_photos, args.faith_photos),
+        variant_photos=args.variant_photos,
+        score_cam_photos=min(args.score_cam_photos, args.variant_photos),
         seed=args.seed,
         model=args.model,
     )

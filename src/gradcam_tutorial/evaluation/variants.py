@@ -1,0 +1,166 @@
+"""Grad-CAM's variants on the same photos and measures, each paired with Grad-CAM (the report's table).
+
+Per photo, every variant explains the true class at one layer from one forward pass
+(:func:`~gradcam_tutorial.methods.compute_methods`), and each map goes through the measures of the
+rest of the report: energy and pointing against the boxes, deletion and insertion AUCs, the ROAD
+gap (LeRF minus MoRF), and the |Spearman| between the trained model's map and the fully randomised
+model's (the last point of the sanity check's cascade). Score-CAM runs one forward pass per channel
+of the layer (1280 for EfficientNet-Lite0's head), so it is scored on an evenly spread subset; its
+paired comparison uses Grad-CAM on the same photos.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import ValPhoto
+from ..images import load_image
+from ..methods import CAM_METHODS, compute_methods
+from ..models import ModelSpec
+from ..viz import heatmap_on_photo, resize_heatmap
+from . import faithfulness, localisation, road, stats
+from .sanity import rank_correlation
+
+MEASURES = ("energy", "pointing", "insertion_auc", "deletion_auc", "road_gap", "sanity_final_abs_spearman")
+# higher is better for every measure but these (deletion: the class should vanish fast; sanity: the
+# map should change when the weights do)
+LOWER_IS_BETTER = ("deletion_auc", "sanity_final_abs_spearman")
+
+
+@dataclass(frozen=True)
+class VariantScores:
+    """Per-photo scores ``(n,)`` per variant and measure; NaN where a variant did not run (Score-CAM
+    beyond its subset)."""
+
+    names: tuple[str, ...]
+    layer: str
+    scores: dict[str, dict[str, np.ndarray]]  # variant -> measure -> (n,)
+    same_as_gradcam: dict[str, bool]  # variant -> its scaled map equalled Grad-CAM's on every photo
+
+    @property
+    def n_photos(self) -> int:
+        return len(next(iter(next(iter(self.scores.values())).values())))
+
+
+def evaluate_variants(
+    model: nn.Module,
+    spec: ModelSpec,
+    photos: Sequence[ValPhoto],
+    randomised: nn.Module,
+    layer: str | None = None,
+    names: Sequence[str] = tuple(CAM_METHODS),
+    score_cam_photos: int = 10,
+    steps: int = 16,
+    road_percentages: Sequence[float] = (10.0, 30.0, 50.0, 70.0, 90.0),
+    seed: int = 0,
+    progress: Callable[[int], object] | None = None,
+) -> VariantScores:
+    """Every measure of :data:`MEASURES` for each variant on ``photos`` (true class, at ``layer``,
+    default: the model's default layer).
+
+    ``randomised`` is the model with every stage re-initialised (the sanity check's last step).
+    Score-CAM, if named, runs on ``score_cam_photos`` of the photos spread evenly through them. A
+    variant whose scaled map equals Grad-CAM's (within 1e-6) shares Grad-CAM's perturbation scores
+    instead of recomputing the same numbers: where the gradient is constant over space (a layer
+    followed only by pooling and a linear layer), HiResCAM and XGrad-CAM are Grad-CAM.
+    """
+    layer = layer or spec.target_layer
+    if "gradcam" not in names:
+        raise ValueError("the comparison pairs every variant with Grad-CAM: include 'gradcam'")
+    # the channels-last copies give the same maps and scores, faster on CPU (Score-CAM's masked passes)
+    scorer = faithfulness.channels_last_copy(model)
+    random_scorer = faithfulness.channels_last_copy(randomised)
+    n = len(photos)
+    with_score_cam = set(np.unique(np.round(np.linspace(0, n - 1, min(score_cam_photos, n))).astype(int)).tolist())
+    scores = {name: {m: np.full(n, np.nan) for m in MEASURES} for name in names}
+    same = dict.fromkeys(names, True)
+    for row, photo in enumerate(photos):
+        image = load_image(photo.path)
+        x = spec.preprocess(image)
+        size = (x.shape[-2], x.shape[-1])
+        used = [v for v in names if v != "scorecam" or row in with_score_cam]
+        trained = compute_methods(scorer, layer, x, photo.class_index, used)
+        random = compute_methods(random_scorer, layer, x, photo.class_index, used)
+        small = {v: trained[v].normalized()[0, 0].numpy() for v in used}
+        for v in used:
+            same[v] &= bool(np.abs(small[v] - small["gradcam"]).max() <= 1e-6)
+        # perturbation scores once per distinct map: a variant equal to Grad-CAM here reuses its scores
+        distinct = [v for v in used if v == "gradcam" or np.abs(small[v] - small["gradcam"]).max() > 1e-6]
+        pixel_box = spec.pixel_box(image.size)
+        inside = localisation.box_mask(image.size, photo.original_size, photo.boxes)
+        near = localisation.box_mask(image.size, photo.original_size, photo.boxes, localisation.TOLERANCE)
+        maps = {v: torch.from_numpy(resize_heatmap(small[v], size)) for v in used}
+        scored = [maps[v] for v in distinct]
+        curves = faithfulness.perturbation_curves(scorer, x[0], scored, photo.class_index, steps=steps, seed=seed)
+        gaps = road.road_gap(road.road_scores(scorer, x[0], scored, photo.class_index, road_percentages, seed=seed))
+        for variant in used:
+            index = distinct.index(variant) if variant in distinct else 0  # 0: Grad-CAM's own scores
+            placed = heatmap_on_photo(small[variant], image.size, pixel_box)
+            randomised_map = resize_heatmap(random[variant].normalized()[0, 0], size)
+            row_scores = {
+                "energy": localisation.energy(placed, inside),
+                "pointing": float(localisation.pointing_hit(placed, near)),
+                "insertion_auc": float(curves.insertion_auc[index]),
+                "deletion_auc": float(curves.deletion_auc[index]),
+                "road_gap": float(gaps[index]),
+                "sanity_final_abs_spearman": abs(rank_correlation(maps[variant].numpy(), randomised_map)),
+            }
+            for measure, value in row_scores.items():
+                scores[variant][measure][row] = value
+        if progress is not None:
+            progress(1)
+    return VariantScores(tuple(names), layer, scores, same)
+
+
+def summarise_variants(
+    result: VariantScores,
+    seed: int = 0,
+    localisation_scores: dict[str, dict[str, np.ndarray]] | None = None,
+) -> dict[str, Any]:
+    """The ``"variants"`` entry: per variant and measure ``{"mean", "ci95", "n_photos"}`` and the
+    paired 95 % interval of (variant - Grad-CAM) on the photos both ran on (``"diff_vs_gradcam_ci95"``).
+
+    ``localisation_scores`` (variant -> ``{"energy", "pointing"}`` per photo, on a larger set where every
+    variant ran, e.g. all validation photos) replaces the energy and pointing of the variants it names.
+    """
+    out: dict[str, Any] = {}
+    for variant in result.names:
+        entry: dict[str, Any] = {"same_map_as_gradcam": result.same_as_gradcam[variant]}
+        for measure in MEASURES:
+            table = result.scores
+            if localisation_scores is not None and measure in ("energy", "pointing") and variant in localisation_scores:
+                table = localisation_scores
+            values, reference = table[variant][measure], table["gradcam"][measure]
+            ran = ~np.isnan(values)
+            low, high = stats.bootstrap_ci(values[ran], seed=seed)
+            entry[measure] = {"mean": float(values[ran].mean()), "ci95": [low, high], "n_photos": int(ran.sum())}
+            if variant != "gradcam":
+                entry[measure]["diff_vs_gradcam_ci95"] = list(
+                    stats.paired_bootstrap_ci(values[ran], reference[ran], seed=seed)
+                )
+        out[variant] = entry
+    return out
+
+
+def verdicts(summary: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Per variant and measure: ``"better"``, ``"worse"`` than Grad-CAM or ``"same"`` (the paired
+    interval contains 0), read the way each measure is read (see :data:`LOWER_IS_BETTER`)."""
+    out: dict[str, dict[str, str]] = {}
+    for variant, entry in summary.items():
+        if variant == "gradcam":
+            continue
+        out[variant] = {}
+        for measure in (m for m in MEASURES if m in entry):
+            low, high = entry[measure]["diff_vs_gradcam_ci95"]
+            if low <= 0 <= high:
+                out[variant][measure] = "same"
+            else:
+                higher = low > 0
+                out[variant][measure] = "better" if higher != (measure in LOWER_IS_BETTER) else "worse"
+    return out
