@@ -21,10 +21,10 @@
 #
 # This notebook walks that path one step at a time: load a picture, prepare it the way the network
 # expects, predict, pick the layer to look at, write the `GradCAM` class with hooks, see where the
-# short version goes wrong, draw the heatmap on the picture, and compare heatmaps of different
-# classes on the same picture. Apart from the short class written out in sections 7 and 8, every
-# function used here lives in the small `gradcam_tutorial` package next to this notebook, so what
-# you read is what the tests check.
+# short version goes wrong, draw the heatmap on the picture, compare heatmaps of different classes
+# on the same picture, and meet Grad-CAM's relatives (Grad-CAM++, HiResCAM, Score-CAM, ...). Apart
+# from the short class written out in sections 7 and 8, every function used here lives in the small
+# `gradcam_tutorial` package next to this notebook, so what you read is what the tests check.
 #
 # It runs offline, on a CPU, in well under a minute.
 
@@ -553,12 +553,14 @@ model.zero_grad(set_to_none=True)
 print(f"the post-style class and GradCAM agree within 1e-5 for all {len(comparable)} classes compared")
 
 # %% [markdown]
-# Nothing the package does for you is hidden. This is the method that computes the maps; the rest of
-# `src/gradcam_tutorial/cam.py` checks inputs, turns class arguments into indices and scales maps
-# to [0, 1]:
+# Nothing the package does for you is hidden. These are the three methods that compute the maps:
+# `_run` makes the forward pass, `_class_maps` walks back once per class and `_combine` is the
+# formula. The rest of `src/gradcam_tutorial/cam.py` checks inputs, turns class arguments into
+# indices and scales maps to [0, 1]:
 
 # %%
-print(inspect.getsource(GradCAM._run))
+for method in (GradCAM._run, GradCAM._class_maps, GradCAM._combine):
+    print(inspect.getsource(method))
 
 # %% [markdown]
 # Reading it against the formula:
@@ -568,12 +570,14 @@ print(inspect.getsource(GradCAM._run))
 #   a copy of `A` that autograd can trace back to `A` itself.
 # * `skip` is how many earlier calls of the layer to ignore (problem 5): only the last call feeds
 #   the head.
-# * `torch.autograd.grad(scores[:, k].sum(), activation, ...)` is `∂y_c/∂A` for class `k`, for every
-#   image of the batch at once, through the head alone (problems 2 and 3); `retain_graph` keeps the
-#   head's graph for the next class.
-# * `grad.mean(dim=(2, 3))` is `w_k`, and `torch.relu((weights * activation).sum(dim=1))` is the map.
-# * `finally: handle.remove()` removes the hook whatever happens (problem 1), and `restored_modes`
-#   puts every module's train/eval flag back.
+# * In `_class_maps`, `torch.autograd.grad(scores[:, k].sum(), activation, ...)` is `∂y_c/∂A` for
+#   class `k`, for every image of the batch at once, through the head alone (problems 2 and 3);
+#   `retain_graph` keeps the head's graph for the next class.
+# * In `_combine`, `grad.mean(dim=(2, 3))` is `w_k` and `(weights * activation).sum(dim=1)` the
+#   weighted sum; `_class_maps` applies the ReLU. Section 14's relatives of Grad-CAM replace only
+#   `_combine` (or, for Score-CAM, `_class_maps`).
+# * The inner `finally: handle.remove()` removes the hook whatever happens (problem 1), right after
+#   the forward pass, and `restored_modes` puts every module's train/eval flag back.
 #
 # Normalisation happens afterwards, in `normalize_maps` (problem 4).
 #
@@ -705,7 +709,7 @@ if present:
 #
 # ## 13. The original post's layer, side by side
 #
-# Finally the two layer choices from section 6, side by side: the figure for the first class of
+# The two layer choices from section 6, side by side: the figure for the first class of
 # section 12, the table for all of them. On EfficientNet-Lite0 the last convolution (`_conv_head`)
 # is followed by batch normalisation and ReLU6, so its raw output keeps negative responses that the
 # classifier never sees; the default layer is what the classifier pools. The table says how much
@@ -737,7 +741,77 @@ print(f"a share differs between the layers by {np.abs(first - second).max():.2f}
 # picture, and whether it changes which region wins. Whether one layer's maps are more
 # *faithful* to the network cannot be read off one picture; the companion report measures it on many
 # photos.
+
+# %% [markdown]
+# ## 14. Grad-CAM's relatives
 #
+# Libraries offer a dozen variants of Grad-CAM. The package has five, each on the same one-pass
+# machinery (`CAM_METHODS`; they differ only in how they turn the activation `A` and the gradient
+# `G = ∂y_c/∂A` into a map):
+#
+# * **Grad-CAM++** weights each position by how much it adds to the channel's score (a closed form
+#   in `G²` and `G³`), meant to credit several instances of a class instead of the largest one;
+# * **HiResCAM** multiplies `G` and `A` position by position instead of averaging `G` first;
+# * **XGrad-CAM** weights each channel by `Σ G·A / Σ A`;
+# * **LayerCAM** keeps only the positive part of `G`, position by position;
+# * **Score-CAM** uses no gradient: it masks the picture with each channel in turn (1280 forward
+#   passes here) and weights the channel by the class score of what it lets through.
+#
+# `compute_methods` gives all of them for the same classes from one forward pass (Score-CAM adds
+# its masked passes), here for the first four classes of section 12 at the default layer:
+
+# %%
+from gradcam_tutorial import CAM_METHODS, compute_methods
+from gradcam_tutorial.viz import heatmap_on_photo
+
+compared = class_list[:4]
+by_method = compute_methods(model, spec.target_layer, x, [compared])
+placed = {
+    name: [heatmap_on_photo(m, image.size, per_class.pixel_box) for m in result.normalized()[0].numpy()]
+    for name, result in by_method.items()
+}
+print(f"{len(CAM_METHODS)} methods x {len(compared)} classes:", ", ".join(names[c] for c in compared))
+
+# %% caption="Each method's map (rows) of the same four classes (columns), each normalised on its own."
+fig = overlay_grid(
+    image,
+    [heatmap for name in by_method for heatmap in placed[name]],
+    [f"{name}: {names[c][:16]}" for name in by_method for c in compared],
+    columns=len(compared),
+    colormap="viridis",
+    box=per_class.box,
+)
+fig.set_size_inches(9, 13.5)
+plt.show()
+
+# %% [markdown]
+# The region that holds the largest share of each map, as in section 12, and whether the method's
+# map is Grad-CAM's (equal within 1e-6 after scaling, for all four classes):
+
+# %%
+print(f"{'method':11s} {'same as Grad-CAM':>16s}  " + "  ".join(f"{names[c][:14]:>14s}" for c in compared))
+gradcam_maps = by_method["gradcam"].normalized()
+for name, result in by_method.items():
+    same = bool((result.normalized() - gradcam_maps).abs().max() <= 1e-6)
+    largest = [region_names[int(region_shares(h, list(regions.values())).argmax())] for h in placed[name]]
+    print(f"{name:11s} {'yes' if same else 'no':>16s}  " + "  ".join(f"{r:>14s}" for r in largest))
+
+# %% [markdown]
+# Two of the five give exactly Grad-CAM's maps here, and that is not a coincidence: after the
+# default layer EfficientNet-Lite0 only averages over the 7 x 7 positions and applies a linear
+# classifier, so `G` is the same at every position. Averaging it first (Grad-CAM) or not
+# (HiResCAM) then changes nothing, and XGrad-CAM's `Σ G·A / Σ A` is that same constant. The
+# differences HiResCAM argues about appear at layers inside the network.
+#
+# Grad-CAM++ and LayerCAM do differ here, and visibly: both keep only the positive part of the
+# gradient, so channels that speak *against* the class no longer subtract from the map, and their
+# maps spread over all four tiles. For the military uniform the largest share even moves to the cat
+# tile. Score-CAM, built without gradients, puts every class on its own tile, as Grad-CAM does.
+# Which variant tells the truth more often is not something one picture can show: the companion report runs every one of
+# them through the same localisation, deletion, insertion, ROAD and randomisation measures on
+# validation photos, paired with Grad-CAM, and says which differences are larger than the noise.
+
+# %% [markdown]
 # ## What a heatmap does and does not show
 #
 # * It shows where, **at one layer**, features that raise **one class score** are active. A

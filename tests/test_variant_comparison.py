@@ -13,6 +13,8 @@ from gradcam_tutorial.evaluation.variants import (
     MEASURES,
     VariantScores,
     evaluate_variants,
+    format_variant_table,
+    plot_variant_differences,
     summarise_variants,
     verdicts,
 )
@@ -53,6 +55,37 @@ def test_paired_intervals_see_a_constant_shift_and_nothing_else():
         "better": "deletion_auc",
         "worse": "energy",
     }
+
+
+def test_table_marks_each_measure_as_its_interval_reads():
+    summary = summarise_variants(synthetic({"up": 0.05, "same": 0.0}))
+    summary["same"]["same_map_as_gradcam"] = True
+    lines = format_variant_table(summary).splitlines()
+    assert lines[0].split()[0] == "method" and len(lines) == 4
+    up = lines[2]
+    assert up.startswith("up") and up.count(" +") == 4 and up.count(" -") == 2  # deletion, |rho| worse
+    assert lines[3].count(" =") == len(MEASURES) and lines[3].endswith("(Grad-CAM's maps)")
+    assert f"{summary['up']['energy']['mean']:.3f}" in up
+
+
+def test_figure_draws_one_interval_per_variant_layer_and_measure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_layer = {
+        "a": summarise_variants(synthetic({"up": 0.05, "down": -0.05})),
+        "_b": summarise_variants(synthetic({"up": 0.02, "down": -0.02})),  # layer names like "_swish"
+    }
+    fig, axes = plt.subplots(1, len(MEASURES))
+    plot_variant_differences(by_layer, axes)
+    for ax, measure in zip(axes, MEASURES, strict=True):
+        intervals = [line for line in ax.lines if len(line.get_xdata()) == 2 and line.get_linewidth() == 3]
+        assert len(intervals) == 4, measure  # two variants at two layers
+        assert sorted(round(float(line.get_xdata()[0]), 6) for line in intervals) == [-0.05, -0.02, 0.02, 0.05]
+    assert [t.get_text() for t in axes[0].get_legend().get_texts()] == ["at a", "at _b"]
+    plt.close(fig)
 
 
 def test_a_variant_run_on_fewer_photos_is_paired_on_those_photos():

@@ -42,12 +42,16 @@ TORCHVISION = [
     ("mobilenet_v3_small", 128, ("features.6", "features.8")),
 ]
 CLASSES = [1, 285, 667]
-# Score-CAM runs one forward pass per channel: one layer per architecture, kept small.
+# Score-CAM runs one forward pass per channel: two layers per architecture, inputs kept small.
 SCORE_CAM_CASES = [
     ("resnet18", 64, "layer3"),
+    ("resnet18", 128, "layer4"),
     ("vgg11", 64, "features.7"),
+    ("vgg11", 64, "features.10"),
     ("densenet121", 64, "features.transition1.conv"),
+    ("densenet121", 64, "features.transition2.conv"),
     ("mobilenet_v3_small", 128, "features.6"),
+    ("mobilenet_v3_small", 128, "features.8"),
 ]
 
 
@@ -118,7 +122,7 @@ def test_gradient_variants_match_peers_on_efficientnet_lite0(effnet, grid, metho
         check_against_peers(method, model, layer, x, top)
 
 
-@pytest.mark.parametrize(("arch", "side", "layer"), SCORE_CAM_CASES, ids=[case[0] for case in SCORE_CAM_CASES])
+@pytest.mark.parametrize(("arch", "side", "layer"), SCORE_CAM_CASES, ids=[f"{c[0]}-{c[2]}" for c in SCORE_CAM_CASES])
 def test_score_cam_matches_pytorch_grad_cam(models, grid, monkeypatch, arch, side, layer):
     """Same masks as ours once its upsampling aligns pixel centres; torchcam scales before upsampling."""
     monkeypatch.setattr(torch.nn, "UpsamplingBilinear2d", _UpsampleLikeOurs)
@@ -129,7 +133,8 @@ def test_score_cam_matches_pytorch_grad_cam_on_efficientnet_lite0(effnet, grid, 
     model, spec = effnet
     monkeypatch.setattr(torch.nn, "UpsamplingBilinear2d", _UpsampleLikeOurs)
     x = torch.nn.functional.interpolate(spec.preprocess(grid[0]), size=96, mode="bilinear", antialias=True)
-    check_against_peers("scorecam", model, "_blocks.15", x, model(x)[0].topk(2).indices.tolist())
+    for layer in ("_blocks.14", "_blocks.15"):
+        check_against_peers("scorecam", model, layer, x, model(x)[0].topk(2).indices.tolist())
 
 
 def test_score_cam_differs_from_peers_as_documented(models, grid):

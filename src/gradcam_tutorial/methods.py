@@ -85,10 +85,12 @@ class ScoreCAM(GradCAM):
     upsampling; the tests check ours against pytorch-grad-cam with its upsampling set to ours.
 
     One set of ``C`` masked passes per image serves every requested class. ``batch_size`` masked
-    inputs go through the model at once.
+    inputs go through the model at once. Bigger is not faster on a CPU: EfficientNet-Lite0 took 18 ms
+    per 224-pixel image in batches of 4 on this project's 2-core machine, 45 ms in batches of 32
+    (a GPU wants larger batches).
     """
 
-    def __init__(self, model: nn.Module, target_layer: nn.Module | str, batch_size: int = 32):
+    def __init__(self, model: nn.Module, target_layer: nn.Module | str, batch_size: int = 4):
         super().__init__(model, target_layer)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")

@@ -279,13 +279,13 @@ def format_table(results: dict[str, BenchEntry], goals: bool = True) -> str:
             reference = forward["_batch8_ms"] if key.endswith("_batch8_ms") else forward["_ms"]
             lines.append(f"  {key.removesuffix('_ms'):<24}{value:>10.1f}{value / reference:>11.2f}")
         if entry.get("variants"):
-            header = f"  {'variant':<14}{'ours_1 ms':>11}{'x fwd':>7}{'ours_9 ms':>11}{'x fwd':>7}"
+            header = f"  {'variant':<14}{'ours_1 ms':>11}{'x fwd':>9}{'ours_9 ms':>11}{'x fwd':>9}"
             lines.append(f"{header}{'pgc_9 ms':>11}{'pgc/ours':>10}")
             for variant, row in entry["variants"].items():
                 one, nine, peer = (float(row[key]) for key in VARIANT_KEYS)
                 lines.append(
-                    f"  {variant:<14}{one:>11.1f}{one / forward['_ms']:>7.2f}{nine:>11.1f}"
-                    f"{nine / forward['_ms']:>7.2f}{peer:>11.1f}{peer / nine:>10.1f}"
+                    f"  {variant:<14}{one:>11.1f}{one / forward['_ms']:>9.2f}{nine:>11.1f}"
+                    f"{nine / forward['_ms']:>9.2f}{peer:>11.1f}{peer / nine:>10.1f}"
                 )
         for ratio, value in entry["ratios"].items() if goals else ():
             comparison, bound = GOALS[ratio]

@@ -164,3 +164,54 @@ def verdicts(summary: dict[str, Any]) -> dict[str, dict[str, str]]:
                 higher = low > 0
                 out[variant][measure] = "better" if higher != (measure in LOWER_IS_BETTER) else "worse"
     return out
+
+
+MEASURE_LABELS = {
+    "energy": "energy",
+    "pointing": "pointing",
+    "insertion_auc": "insertion AUC",
+    "deletion_auc": "deletion AUC",
+    "road_gap": "ROAD gap",
+    "sanity_final_abs_spearman": "|rho| randomised",
+}
+
+
+def format_variant_table(summary: dict[str, Any]) -> str:
+    """Each variant's mean per measure, marked against Grad-CAM by its paired interval: ``+`` better,
+    ``-`` worse, ``=`` inside the noise (``same`` when the maps are Grad-CAM's own)."""
+    read = verdicts(summary)
+    marks = {"better": "+", "worse": "-", "same": "="}
+    lines = [f"{'method':<11}" + "".join(f"{MEASURE_LABELS[m]:>18}" for m in MEASURES)]
+    for variant, entry in summary.items():
+        cells = []
+        for measure in MEASURES:
+            mark = " " if variant == "gradcam" else marks[read[variant][measure]]
+            cells.append(f"{entry[measure]['mean']:>16.3f} {mark}")
+        note = "  (Grad-CAM's maps)" if variant != "gradcam" and entry["same_map_as_gradcam"] else ""
+        lines.append(f"{variant:<11}" + "".join(cells) + note)
+    return "\n".join(lines)
+
+
+def plot_variant_differences(by_layer: dict[str, dict[str, Any]], axes: Sequence[Any]) -> None:
+    """Per measure (one axis each), each variant's paired 95 % interval of (variant - Grad-CAM), one
+    colour per layer; the dashed line is 0, no difference."""
+    layers = list(by_layer)
+    variants = [v for v in next(iter(by_layer.values())) if v != "gradcam"]
+    for ax, measure in zip(axes, MEASURES, strict=True):
+        for offset, layer in enumerate(layers):
+            for row, variant in enumerate(variants):
+                entry = by_layer[layer].get(variant)
+                if entry is None:
+                    continue
+                low, high = entry[measure]["diff_vs_gradcam_ci95"]
+                y = row + (offset - (len(layers) - 1) / 2) * 0.25
+                label = f"at {layer}" if row == 0 else None  # a label starting with "_" would be hidden
+                ax.plot([low, high], [y, y], color=f"C{offset}", linewidth=3, label=label)
+                ax.plot([(low + high) / 2], [y], "o", color=f"C{offset}", markersize=3)
+        ax.axvline(0.0, color="grey", linestyle="--", linewidth=1)
+        ax.set_yticks(range(len(variants)), variants if ax is axes[0] else [""] * len(variants))
+        ax.set_ylim(len(variants) - 0.5, -0.5)
+        better = "lower is better" if measure in LOWER_IS_BETTER else "higher is better"
+        ax.set_title(f"{MEASURE_LABELS[measure]}\n({better})", fontsize=9)
+        ax.tick_params(labelsize=8)
+    axes[0].legend(fontsize=8, loc="lower left")

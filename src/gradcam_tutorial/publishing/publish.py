@@ -661,20 +661,33 @@ def browser_missing() -> str | None:
     return None
 
 
-def _full_page_png(driver) -> bytes:
-    """A screenshot of the whole page, not only the window (Chrome DevTools protocol)."""
+def _full_page_png(driver, band: int = 8000) -> bytes:
+    """A screenshot of the whole page, not only the window (Chrome DevTools protocol).
+
+    Chrome draws nothing past about 16 000 pixels in one capture, so a taller page is captured in
+    bands of ``band`` pixels at full scale and the bands are stacked into one PNG.
+    """
+    import io
+
+    from PIL import Image
+
     size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
     width, height = max(1, int(size["width"])), max(1, int(size["height"]))
-    scale = min(1.0, 16000 / height)  # Chrome draws nothing past ~16k pixels
-    shot = driver.execute_cdp_cmd(
-        "Page.captureScreenshot",
-        {
-            "format": "png",
-            "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": scale},
-        },
-    )
-    return base64.b64decode(shot["data"])
+    page = Image.new("RGB", (width, height), "white")
+    for top in range(0, height, band):
+        shot = driver.execute_cdp_cmd(
+            "Page.captureScreenshot",
+            {
+                "format": "png",
+                "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": top, "width": width, "height": min(band, height - top), "scale": 1},
+            },
+        )
+        with Image.open(io.BytesIO(base64.b64decode(shot["data"]))) as part:
+            page.paste(part.convert("RGB"), (0, top))
+    out = io.BytesIO()
+    page.save(out, format="PNG")
+    return out.getvalue()
 
 
 def browse(site: Path, screenshots: Path | None = None) -> list[str]:
