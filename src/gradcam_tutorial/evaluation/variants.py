@@ -88,10 +88,11 @@ def evaluate_variants(
         trained = compute_methods(scorer, layer, x, photo.class_index, used)
         random = compute_methods(random_scorer, layer, x, photo.class_index, used)
         small = {v: trained[v].normalized()[0, 0].numpy() for v in used}
+        equal = {v: bool(np.abs(small[v] - small["gradcam"]).max() <= 1e-6) for v in used}
         for v in used:
-            same[v] &= bool(np.abs(small[v] - small["gradcam"]).max() <= 1e-6)
+            same[v] &= equal[v]
         # perturbation scores once per distinct map: a variant equal to Grad-CAM here reuses its scores
-        distinct = [v for v in used if v == "gradcam" or np.abs(small[v] - small["gradcam"]).max() > 1e-6]
+        distinct = [v for v in used if v == "gradcam" or not equal[v]]
         pixel_box = spec.pixel_box(image.size)
         inside = localisation.box_mask(image.size, photo.original_size, photo.boxes)
         near = localisation.box_mask(image.size, photo.original_size, photo.boxes, localisation.TOLERANCE)
