@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -80,13 +81,42 @@ def test_perfect_beats_random_beats_inverted(case):
     assert deletion[2] > 0.85
 
 
-def test_curve_endpoints_are_shared_and_exact(case):
-    model, x, truth = case
-    curves = faithfulness.perturbation_curves(model, x, [truth, 1 - truth], 0, steps=4)
-    full = sigmoid(GAIN)
-    blurred_p = faithfulness.class_probabilities(model, faithfulness.blurred(x)[None], 0)[0]
-    assert np.allclose(curves.deletion[:, 0], full) and np.allclose(curves.deletion[:, -1], 0.5)
-    assert np.allclose(curves.insertion[:, 0], blurred_p) and np.allclose(curves.insertion[:, -1], full)
+class LinearModel(nn.Module):
+    """Two classes; the logit of class 0 is a fixed random weighting of the input's pixels.
+
+    The weights are 0 within 5 pixels of the border, so the score never reads a pixel whose 11x11
+    blur window leaves the picture: the expected numbers do not depend on the border rule (RISE's
+    code pads with zeros, torchvision reflects).
+    """
+
+    def __init__(self, side: int = SIDE, seed: int = 0):
+        super().__init__()
+        weights = np.zeros((3, side, side))
+        inner = np.random.default_rng(seed).normal(size=(3, side - 10, side - 10))
+        weights[:, 5:-5, 5:-5] = 4.0 * inner / np.linalg.norm(inner)
+        self.weights = torch.from_numpy(weights).float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logit = (x * self.weights).sum(dim=(1, 2, 3))
+        return torch.stack([logit, torch.zeros_like(logit)], dim=1)
+
+
+def test_curve_endpoints_are_shared_and_exact():
+    """Deletion starts at the untouched input and ends at the all-removed one; insertion starts from
+    RISE's Gaussian blur (kernel 11, sigma 5), here made by OpenCV, and ends at the input."""
+    model = LinearModel()
+    x = torch.from_numpy(np.random.default_rng(1).random((3, SIDE, SIDE))).float()
+    weights = model.weights.numpy().astype(np.float64)
+    pixels = x.numpy()
+    start = np.stack([cv2.GaussianBlur(channel, (11, 11), sigmaX=5.0, sigmaY=5.0) for channel in pixels])
+    full = sigmoid(float((weights * pixels).sum()))
+    blurred_p = sigmoid(float((weights * start).sum()))
+    assert abs(full - blurred_p) > 0.05, "the blur must change the score, or the check below proves nothing"
+    curves = faithfulness.perturbation_curves(model, x, [np.arange(SIDE * SIDE).reshape(SIDE, SIDE), 1 - x[0]], 0)
+    np.testing.assert_allclose(curves.deletion[:, 0], full, atol=1e-5)
+    np.testing.assert_allclose(curves.deletion[:, -1], 0.5, atol=1e-6)  # removed = 0: logit 0
+    np.testing.assert_allclose(curves.insertion[:, 0], blurred_p, atol=1e-5)
+    np.testing.assert_allclose(curves.insertion[:, -1], full, atol=1e-5)
 
 
 def test_curve_auc_of_known_shapes():

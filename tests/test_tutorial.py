@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -94,19 +95,41 @@ def test_resnet18_path_without_weights(grid):
 
 
 def test_resnet18_offline_without_cached_weights_fails_clearly(tmp_path, monkeypatch):
+    """The download torchvision really makes is intercepted, and no socket opens, so the test is the
+    same on a connected machine as offline: no weights on disk gives one clear line, not a traceback.
+
+    torchvision binds ``load_state_dict_from_url`` into ``torchvision.models._api`` at import time;
+    patching ``torch.hub``'s name afterwards would leave the real download in place.
+    """
+    import socket
+
+    import torchvision.models._api
+
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", _refuse_network)
+    downloads: list[str] = []
+    connections: list[object] = []
+
+    def refuse_download(url, *args, **kwargs):
+        downloads.append(url)
+        raise urllib.error.URLError(f"no network for {url}")
+
+    def refuse_socket(*args, **kwargs):
+        connections.append(args)
+        raise OSError("the test forbids network access")
+
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", refuse_download)
+    for name in ("create_connection", "getaddrinfo"):
+        monkeypatch.setattr(socket, name, refuse_socket)
+    for name in ("connect", "connect_ex"):
+        monkeypatch.setattr(socket.socket, name, refuse_socket)
     with pytest.raises(WeightsUnavailableError) as error:
         create_model("resnet18")
+    url = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+    assert downloads == [url], "torchvision's download was not intercepted"
+    assert connections == [], "something reached for the network past the intercepted download"
     message = str(error.value)
     assert "resnet18-f37072fd.pth" in message and "efficientnet_lite0" in message
     assert "\n" not in message
-
-
-def _refuse_network(url, *args, **kwargs):
-    import urllib.error
-
-    raise urllib.error.URLError(f"no network for {url}")
 
 
 SOURCE = Path(__file__).resolve().parents[1] / "notebooks" / "tutorial.py"
