@@ -40,7 +40,7 @@
 # scikit-image and matplotlib.
 #
 # **Two runs.** `make report-full` runs the whole evaluation (localisation and accuracy on all 1000
-# photos, the sanity check on 50, faithfulness on 300, the variants on 30 at two layers; 57 minutes
+# photos, the sanity check on 50, faithfulness on 300, the variants on 30 at two layers; 37 minutes
 # on two cores in its last run) and commits
 # its numbers to `results/report-full.json`, which this notebook loads. Each section also runs the
 # same code live on a few photos, so you can see it work and change it; the live numbers are noisy,
@@ -65,9 +65,8 @@ import torchvision
 
 from gradcam_tutorial import create_model, demo_grid, explain, overlay_grid
 from gradcam_tutorial.data import imagenet_val, sha256sum
-from gradcam_tutorial.evaluation import baselines, report
+from gradcam_tutorial.evaluation import report
 from gradcam_tutorial.evaluation.sanity import randomisation_stages
-from gradcam_tutorial.viz import resize_heatmap
 
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))  # the committed outputs are tested with 2 and 1
 torch.manual_seed(0)
@@ -625,9 +624,11 @@ print(f"(forward pass {forward_s * 1000:.0f} ms)")
 
 # %% [markdown]
 # The full run measures its own cost the same way: it counts every image that went through the
-# network (scored, or differentiated for a map), prices each kind batched on the same machine after
-# the run, and compares its wall time with that budget; the rest is loading photos, ranking pixels,
-# ROAD's imputation and bootstrapping.
+# network (scored, or differentiated for a map), prices each kind batched on the same machine, and
+# compares its wall time with that budget; the rest is loading photos, ranking pixels, ROAD's
+# imputation and bootstrapping. The prices are sampled once a minute *during* the run (medians of
+# the samples; the sampling itself is neither counted nor timed), because a shared machine's speed
+# drifts, and one pricing after the run catches only one moment of it.
 
 # %%
 cost = full["cost"]
@@ -637,43 +638,40 @@ print(
     f"those passes alone, batched: {cost['forward_budget_seconds'] / 60:.1f} min; "
     f"the run took {cost['forward_budget_ratio']:.2f} x that"
 )
-
-# %% [markdown]
-# Most of the rest is ROAD's imputation, which is no network pass: a sparse linear solve per removed
-# set. Timed here, now (so the notebook tests skip this cell too), on one input:
-
-# %% tags=["nbval-skip"]
-from gradcam_tutorial.evaluation import road as road_metric
-
-x_cat = spec.preprocess(grid)[0]
-noise_map = torch.from_numpy(resize_heatmap(baselines.random_map((7, 7), SEED), tuple(x_cat.shape[-2:])))
-timings = []
-for percentage in full["faithfulness"]["road"]["percentages"]:
-    started = time.perf_counter()
-    road_metric.road_inputs(x_cat, noise_map, [percentage], "morf")
-    timings.append(time.perf_counter() - started)
-imputations = full["faithfulness"]["road"]["n_photos"] * len(full["insertion_auc"]) * 2 * len(timings)
-# the variants' maps, counted once where a variant's map is Grad-CAM's (it reuses Grad-CAM's scores)
-variant_maps = sum(
-    entry["road_gap"]["n_photos"]
-    for block in full["variants_by_layer"].values()
-    for name, entry in block.items()
-    if name == "gradcam" or not entry["same_map_as_gradcam"]
+print(
+    f"ms per image, median of {cost['price_samples']} samples during the run:",
+    ", ".join(f"{kind} {seconds * 1000:.1f}" for kind, seconds in cost["seconds_per_image"].items()),
 )
-imputations += variant_maps * 2 * len(timings)
-print(f"one imputation: {np.mean(timings):.3f} s on average over {len(timings)} percentages")
-print(f"the full run made {imputations}: about {imputations * np.mean(timings) / 60:.0f} min of it")
+print(
+    "the same, priced once after the run:",
+    ", ".join(f"{kind} {seconds * 1000:.1f}" for kind, seconds in cost["seconds_per_image_after_run"].items()),
+)
+print(
+    "by stage:", ", ".join(f"{stage.replace('_', ' ')} {s / 60:.1f} min" for stage, s in cost["stage_seconds"].items())
+)
+imputation = cost["road_imputation"]
+print(
+    f"ROAD's imputation: {imputation['seconds'] / 60:.1f} min for {imputation['masks']} removed sets "
+    f"({imputation['seconds'] / imputation['masks'] * 1000:.0f} ms each)"
+)
 
 # %% [markdown]
-# The full run took 56.9 minutes on this project's two cores (3.41 s per validation photo), 1.74 times
-# what its 103 093 network passes take batched on the same machine right after it (32.7 minutes).
-# The comparison of the variants added about 40 000 of those passes (29 440 of them Score-CAM's
-# masked inputs: 1280 per map at `_swish`, 192 at `_blocks.14`, for the trained and the randomised
-# model) and 17 minutes (the progress bar's last 60 steps). Two earlier runs without it took 33.1
-# and 42.1 minutes, 2.73 and 1.73 times their priced passes: the ratio moves with the load on these
-# shared machines. So neither the 40-minute goal nor the goal of at most 1.3 times is met, and the
-# cell above says where most of the difference goes: ROAD's imputations are exact sparse solves, not
-# network passes. The remainder covers everything else: loading photos, ranking pixels, rank
+# The committed run took 37.2 minutes on this project's two cores (2.23 s per validation photo).
+# An earlier run of the same code that day, priced only after it, took 34.3 minutes, and the last
+# run before these changes 56.9; every number in the sections above came out the same in all three.
+# What changed: ROAD's imputations are solved per photo all together, in two threads, equal masks
+# once, and the centre prior's masks, the same on every photo, keep their factorisation (8.5
+# minutes above for 14 600 removed sets, 35 ms each; before, about 16 minutes at 67 ms each); the
+# network scores in batches of 4 instead of 16, the cheapest size per image in both runs' prices;
+# and Score-CAM's masked inputs go in batches of 4 instead of 32. So the run stays under 40 minutes.
+#
+# The ratio to the passes is not settled, and the 1.10 printed above is too low: this run took its
+# price samples without a warm-up call, and a Grad-CAM batch timed cold between the run's other
+# passes cost 116.6 ms per image, against 37.7 ms warm after the run. That inflates the budget by
+# about 330 s: with the after-run price for Grad-CAM the ratio is 1.31, with every price from after
+# the run 1.48. The sampler now times each sample after one untimed call (tested), and the next full
+# run will print the ratio with warm prices. What lies beyond the passes is mostly ROAD's
+# imputation (the 8.5 minutes above); the rest is loading photos, ranking pixels, rank
 # correlations and bootstrap intervals.
 #
 # ## 7. Versions and settings

@@ -1,8 +1,10 @@
-"""The report's command line on a few photos: metrics.json has the promised schema and sane values."""
+"""The report's command line on a few photos: metrics.json has the promised schema and sane values;
+the committed full run supports the claims the report makes from it."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,6 +170,18 @@ def test_results_have_the_keys_the_issue_lists(produced):
     assert cost["seconds_per_photo"] > 0 and cost["forward_budget_ratio"] > 0
     # every image that went through the network was counted: accuracy alone is VAL_PHOTOS + 500
     assert cost["forward_counts"]["inference"] >= VAL_PHOTOS + 500
+    stages = cost["stage_seconds"]
+    assert list(stages) == ["loading", "accuracy_and_localisation", "sanity", "faithfulness", "variants"]
+    assert all(value >= 0 for value in stages.values()) and sum(stages.values()) <= cost["seconds"] + 1e-3
+    # ROAD: 4 maps x 2 orders x 5 percentages per faithfulness photo, then each distinct variant map's
+    imputation = cost["road_imputation"]
+    assert imputation["masks"] >= N_PHOTOS * 4 * 2 * 5 and 0 < imputation["solved"] <= imputation["masks"]
+    assert 0 < imputation["seconds"] < stages["faithfulness"] + stages["variants"]
+    assert set(cost["inference_by_batch"]) == {"1", "4", "8", "16"}
+    # priced during the run (at least the sample before it starts), and once after it for comparison
+    assert cost["price_samples"] >= 1 and set(cost["seconds_per_image"]) == set(cost["seconds_per_image_after_run"])
+    priced = sum(cost["forward_counts"][kind] * cost["seconds_per_image"][kind] for kind in cost["forward_counts"])
+    assert cost["forward_budget_seconds"] == pytest.approx(priced, rel=1e-3)
     config = data["config"]
     assert config["model"] == "efficientnet_lite0" and config["layers"] == report.candidate_layers(spec)
     assert len(config["input_sha256"]["all"]) == 64 and "torch" in config["versions"]
@@ -203,3 +217,53 @@ def test_sanity_reference_is_the_similarity_of_neighbouring_photos(effnet):
         assert sanity.spearman[method].shape == (3, 1)
     # only the classifier is random at depth 1: Guided Backprop barely notices, Grad-CAM does
     assert np.abs(sanity.spearman["guided_backprop"]).mean() > 0.9 > np.abs(sanity.spearman["gradcam"]).mean()
+
+
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "report-full.json"
+
+
+def test_committed_full_run_supports_the_reports_claims():
+    """The report's central claim, on the committed full run: Grad-CAM beats the random map and the
+    centre prior on localisation, deletion, insertion and ROAD, with whole 95 % intervals on the right
+    side of zero. A broken metric that flips a claim, re-run into the file, fails here."""
+    data = json.loads(RESULTS.read_text())
+    spec = __import__("gradcam_tutorial").get_spec("efficientnet_lite0")
+    assert data["model"] == spec.name
+
+    def above_zero(interval):
+        low, high = interval
+        return 0 < low <= high
+
+    def below_zero(interval):
+        low, high = interval
+        return low <= high < 0
+
+    loc = data["localisation"]
+    assert loc["n_photos"] == 1000 and loc["default_layer"] == spec.target_layer
+    assert above_zero(loc["energy_diff_vs_center_ci95"]) and above_zero(loc["pointing_diff_vs_center_ci95"])
+    for measure in ("energy", "pointing"):
+        gradcam, center, random = (loc[m][measure]["mean"] for m in (spec.target_layer, "center", "random"))
+        assert gradcam > center > random, (measure, gradcam, center, random)
+        # a random map finds the boxes as often as their size alone predicts
+        low, high = loc["random"][measure]["ci95"]
+        assert low <= loc[f"chance_{measure}"] <= high, (measure, low, high)
+
+    assert data["n_photos"] == data["faithfulness"]["n_photos"] == 300
+    insertion = {m: e["mean"] for m, e in data["insertion_auc"].items()}
+    deletion = {m: e["mean"] for m, e in data["deletion_auc"].items()}
+    assert insertion["gradcam"] > insertion["center"] > insertion["random"], insertion
+    assert deletion["gradcam"] < deletion["center"] < deletion["random"], deletion
+    assert above_zero(data["insertion_diff_ci95"]) and below_zero(data["deletion_diff_ci95"])  # minus random
+    assert above_zero(data["insertion_diff_vs_center_ci95"]) and below_zero(data["deletion_diff_vs_center_ci95"])
+
+    road = data["faithfulness"]["road"]
+    gap = {m: road[m]["gap"]["mean"] for m in ("gradcam", "center", "random")}
+    assert gap["gradcam"] > gap["center"] > gap["random"], gap
+    assert above_zero(road["gradcam"]["gap"]["ci95"])
+    low, high = road["random"]["gap"]["ci95"]
+    assert low < 0 < high, "a random order removes as much evidence first as last"
+    assert above_zero(road["gap_diff_vs_random_ci95"]) and above_zero(road["gap_diff_vs_center_ci95"])
+
+    # the sanity check: randomising the model leaves Grad-CAM's maps less alike than two photos' maps
+    sanity = data["sanity"]
+    assert sanity["final_abs_spearman"]["gradcam"] < sanity["reference_abs_spearman_by_method"]["gradcam"]

@@ -8,6 +8,8 @@ so ramps and x^2 - y^2 are reproduced, x^2 + y^2 is not), against pytorch-grad-c
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -164,6 +166,65 @@ def test_road_inputs_change_exactly_the_selected_pixels():
         road.road_inputs(image, saliency, [10], "middle")
     with pytest.raises(ValueError):
         road.road_inputs(image, saliency[:8], [10], "morf")
+
+
+def one_at_a_time(image, saliencies, percentages, seed, orders=road.ORDERS, noise_std=road.NOISE_STD):
+    """road_scores' inputs built the plain way: one impute per mask, one generator per map and order."""
+    out = []
+    for saliency in saliencies:
+        for order in orders:
+            generator = torch.Generator().manual_seed(seed)
+            for mask in road.removed_masks(saliency, percentages, order, seed):
+                out.append(road.impute(image, mask, noise_std, generator))
+    return torch.stack(out)
+
+
+def test_solving_together_in_threads_changes_no_bit(monkeypatch):
+    rng = np.random.default_rng(4)
+    image = torch.from_numpy(rng.normal(size=(3, 48, 40)).astype(np.float32))
+    smooth = torch.nn.functional.interpolate(torch.from_numpy(rng.random((1, 1, 6, 5))), size=(48, 40))[0, 0]
+    saliencies = [smooth, rng.random((48, 40)), smooth.clone()]  # the third repeats the first
+    percentages = [10, 50, 90]
+    expected = one_at_a_time(image, saliencies, percentages, seed=3)
+    for workers in (1, 2, 3):
+        monkeypatch.setattr(torch, "get_num_threads", lambda workers=workers: workers)
+        got = road._road_batch(image, saliencies, percentages, road.ORDERS, road.NOISE_STD, 3)
+        assert torch.equal(got, expected)
+    # the repeated map saw the same noise stream, so its inputs are the first map's
+    assert torch.equal(expected[:6], expected[12:])
+
+
+def test_equal_masks_are_solved_once_and_masks_that_come_back_are_factorised_once(monkeypatch):
+    factorised = []
+    real_splu = road.splu
+
+    def counted_splu(matrix, **options):
+        factorised.append(matrix.shape[0])
+        return real_splu(matrix, **options)
+
+    monkeypatch.setattr(road, "splu", counted_splu)
+    monkeypatch.setattr(road, "_FACTORISATIONS", road._Factorisations(keep=4))
+    rng = np.random.default_rng(5)
+    fixed = rng.random((30, 30))  # a map every photo shares, like the centre prior
+    images = [torch.from_numpy(rng.normal(size=(3, 30, 30))) for _ in range(4)]
+    for number, image in enumerate(images):
+        factorised.clear()
+        own = rng.random((30, 30))
+        before = dataclasses.replace(road.IMPUTATION)
+        got = road._road_batch(image, [fixed, own, own], [20, 60], ("morf",), 0.0, 0)
+        assert road.IMPUTATION.masks - before.masks == 6 and road.IMPUTATION.solved - before.solved == 4
+        assert road.IMPUTATION.seconds > before.seconds
+        # the photo's own map twice: solved once; the shared map only on the first photo (the plain
+        # imputes below are its second sighting, after which its factors are kept)
+        assert len(factorised) == (4 if number == 0 else 2)
+        assert torch.equal(got, one_at_a_time(image, [fixed, own, own], [20, 60], 0, ("morf",), 0.0))
+    # a bounded number of factors is kept: new shared masks push the oldest out
+    cache = road._FACTORISATIONS
+    for seed in range(6):
+        mask = np.random.default_rng(seed).random((30, 30)) < 0.3
+        cache.get(mask, road._mask_key(mask))
+        cache.get(mask, road._mask_key(mask))
+    assert len(cache.factors) == 4
 
 
 # --- pytorch-grad-cam (the ROAD authors' imputer) as an oracle -----------------------------------

@@ -32,25 +32,40 @@ def _kind() -> str:
     return "input_gradient" if torch.is_grad_enabled() else "gradcam"
 
 
+class PassCounter(Counter[str]):
+    """Images counted by kind; :meth:`paused` stops counting while the run prices passes itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.active = True
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        was, self.active = self.active, False
+        try:
+            yield
+        finally:
+            self.active = was
+
+
 @contextmanager
-def counting(model: nn.Module) -> Iterator[Counter[str]]:
+def counting(model: nn.Module) -> Iterator[PassCounter]:
     """Count the images ``model`` and its later deep copies evaluate, by kind, until the block ends.
 
     A forward pre-hook on the root module sees every call; ``copy.deepcopy`` keeps module hooks,
     so copies made inside the block count too (and stop counting when the block ends).
     """
-    counts: Counter[str] = Counter()
-    active = True
+    counts = PassCounter()
 
     def hook(_module: nn.Module, inputs: tuple[object, ...]) -> None:
-        if active and inputs and isinstance(inputs[0], torch.Tensor):
+        if counts.active and inputs and isinstance(inputs[0], torch.Tensor):
             counts[_kind()] += int(inputs[0].shape[0]) if inputs[0].dim() == 4 else 1
 
     handle = model.register_forward_pre_hook(hook)
     try:
         yield counts
     finally:
-        active = False
+        counts.active = False
         handle.remove()
 
 
@@ -66,26 +81,111 @@ def _median_seconds(run: Callable[[], object], repeats: int, warmup: int) -> flo
 
 
 def price(
-    model: nn.Module, layer: str, size: int = 224, batch: int = 16, repeats: int = 5, warmup: int = 2
+    model: nn.Module,
+    layer: str,
+    size: int = 224,
+    batch: int = 16,
+    repeats: int = 5,
+    warmup: int = 2,
+    scoring_batch: int | None = None,
 ) -> dict[str, float]:
-    """Seconds per image of each kind, each timed batched the way the evaluation runs it."""
+    """Seconds per image of each kind, each timed batched the way the evaluation runs it: Grad-CAM
+    in batches of ``batch``, no-gradient scoring in batches of ``scoring_batch`` (default
+    :data:`~gradcam_tutorial.evaluation.faithfulness.SCORING_BATCH`), gradients one image at a time."""
     from ..cam import GradCAM
-    from .faithfulness import channels_last_copy, class_probabilities
+    from .faithfulness import SCORING_BATCH, channels_last_copy, class_probabilities
     from .saliency import gradient_saliency
 
-    x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    scoring_batch = scoring_batch or SCORING_BATCH
+    images = max(batch, scoring_batch)
+    x = torch.randn(images, 3, size, size, generator=torch.Generator().manual_seed(0))
     scorer = channels_last_copy(model)
     with GradCAM(model, layer) as cam:
-        per_batch = {
-            "inference": _median_seconds(lambda: class_probabilities(scorer, x, 0, chunk=batch), repeats, warmup),
-            "gradcam": _median_seconds(lambda: cam.compute(x, list(range(batch))), repeats, warmup),
-        }
+        inference = _median_seconds(lambda: class_probabilities(scorer, x, 0, chunk=scoring_batch), repeats, warmup)
+        gradcam = _median_seconds(lambda: cam.compute(x[:batch], list(range(batch))), repeats, warmup)
     single = _median_seconds(lambda: gradient_saliency(model, x[:1], 0), repeats * 2, warmup)
-    return {
-        "inference": per_batch["inference"] / batch,
-        "gradcam": per_batch["gradcam"] / batch,
-        "input_gradient": single,
-    }
+    return {"inference": inference / images, "gradcam": gradcam / batch, "input_gradient": single}
+
+
+class PriceSampler:
+    """Prices each kind of pass again and again while an evaluation runs (not counted, not timed).
+
+    One pricing after a 30-minute run sees the machine in one moment: on a shared machine its
+    speed drifts, and a slow moment makes every pass look dear and the rest look cheap. Sampled
+    every ``every`` seconds through the run, the median price is what a pass cost under the load
+    the run itself saw. Each sample times ``scoring_batch``-image batches of no-gradient scoring
+    (``batch`` images in all), one Grad-CAM batch of ``batch`` and one input gradient, each after
+    one untimed call: the run makes its passes in warm loops of one shape, while a sample taken
+    between them, after other shapes, would pay oneDNN's set-up again (in the full run of
+    2026-11-30, sampled cold, Grad-CAM's batch cost 117 ms per image; warm after the run, 38 ms).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: str,
+        counts: PassCounter,
+        every: float = 60.0,
+        batch: int = 16,
+        scoring_batch: int | None = None,
+        size: int = 224,
+    ) -> None:
+        from .faithfulness import SCORING_BATCH, channels_last_copy
+
+        self.model, self.layer, self.counts, self.every, self.batch = model, layer, counts, every, batch
+        self.scoring_batch = scoring_batch or SCORING_BATCH
+        with counts.paused():
+            self.scorer = channels_last_copy(model)
+        self.x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+        self.samples: dict[str, list[float]] = {kind: [] for kind in KINDS}
+        self.seconds = 0.0  # wall time spent pricing: not part of the evaluation
+        self.last = float("-inf")
+
+    def maybe_sample(self) -> None:
+        """Take a sample if the last one is at least ``every`` seconds old."""
+        if time.perf_counter() - self.last >= self.every:
+            self.sample()
+
+    def sample(self) -> None:
+        from ..cam import GradCAM
+        from .faithfulness import class_probabilities
+        from .saliency import gradient_saliency
+
+        started = time.perf_counter()
+        warmup = 1
+        with self.counts.paused():
+            scoring = _median_seconds(
+                lambda: class_probabilities(self.scorer, self.x, 0, chunk=self.scoring_batch), 1, warmup
+            )
+            with GradCAM(self.model, self.layer) as cam:
+                gradcam = _median_seconds(lambda: cam.compute(self.x, list(range(self.batch))), 1, warmup)
+            gradient = _median_seconds(lambda: gradient_saliency(self.model, self.x[:1], 0), 1, warmup)
+        self.samples["inference"].append(scoring / self.batch)
+        self.samples["gradcam"].append(gradcam / self.batch)
+        self.samples["input_gradient"].append(gradient)
+        self.last = time.perf_counter()
+        self.seconds += self.last - started
+
+    def prices(self) -> dict[str, float]:
+        """Median seconds per image of each kind over the samples."""
+        if not self.samples["inference"]:
+            raise RuntimeError("no price sample taken yet")
+        return {kind: statistics.median(values) for kind, values in self.samples.items()}
+
+
+def scoring_prices(
+    model: nn.Module, batches: tuple[int, ...] = (1, 4, 8, 16), size: int = 224, repeats: int = 5, warmup: int = 2
+) -> dict[int, float]:
+    """Seconds per image of no-gradient scoring at each batch size, so the batch the run uses can be checked."""
+    from .faithfulness import channels_last_copy, class_probabilities
+
+    x = torch.randn(max(batches) * 2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    scorer = channels_last_copy(model)
+
+    def scoring(batch: int) -> Callable[[], object]:
+        return lambda: class_probabilities(scorer, x[: 2 * batch], 0, chunk=batch)
+
+    return {batch: _median_seconds(scoring(batch), repeats, warmup) / (2 * batch) for batch in batches}
 
 
 def budget_seconds(counts: Counter[str] | dict[str, int], prices: dict[str, float]) -> float:

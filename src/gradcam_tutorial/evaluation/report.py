@@ -785,26 +785,50 @@ def run(
         file=sys.stderr,
     )
 
+    from . import road
+
+    stage_seconds: dict[str, float] = {}
+    clock, pricing = time.perf_counter(), 0.0
+
+    def stage_done(name: str) -> None:
+        """Record the stage's wall time, less the pricing samples taken during it."""
+        nonlocal clock, pricing
+        now = time.perf_counter()
+        stage_seconds[name] = now - clock - (sampler.seconds - pricing)
+        clock, pricing = now, sampler.seconds
+
+    imputed_before = dataclasses.replace(road.IMPUTATION)
     with budget.counting(model) as counts:
+        sampler = budget.PriceSampler(model, spec.target_layer, counts)
+
+        def advance(steps: int = 1) -> None:
+            bar.update(steps)
+            sampler.maybe_sample()
+
+        stage_done("loading")
+        sampler.sample()
         top1, top5 = top_k_accuracy(model, spec, photos)
-        bar.update(len(photos))
+        advance(len(photos))
         train_top1, train_top5 = top_k_accuracy(model, spec, imagenet_samples())
         log(f"accuracy on {len(photos)} validation photos: top-1 {top1:.3f}, top-5 {top5:.3f}")
         loc = evaluate_localisation(
-            model, spec, photos, layers, seed=config.seed, progress=bar.update, variants=gradient_variants
+            model, spec, photos, layers, seed=config.seed, progress=advance, variants=gradient_variants
         )
         pointing = pointing_by_layer(model, spec)
-        sanity = sanity_check(model, spec, sanity_photos, depths=depths, seed=config.seed, progress=bar.update)
-        bar.update(1)
+        stage_done("accuracy_and_localisation")
+        sanity = sanity_check(model, spec, sanity_photos, depths=depths, seed=config.seed, progress=advance)
+        advance(1)
+        stage_done("sanity")
         check_set, rest = faith_photos[: config.check_photos], faith_photos[config.check_photos :]
 
         def tick(done: int, total: int) -> None:
-            bar.update(1)
+            advance(1)
 
         check = evaluate_faithfulness(
             model, spec, check_set, 2 * config.steps, config.seed, tick, config.road_percentages
         )
         main = evaluate_faithfulness(model, spec, rest, config.steps, config.seed, tick, config.road_percentages)
+        stage_done("faithfulness")
         *_, (_, randomised) = cascading_randomisation(model, config.seed, stages)
         compared = {
             layer: variant_comparison.evaluate_variants(
@@ -818,14 +842,22 @@ def run(
                 config.steps,
                 config.road_percentages,
                 config.seed,
-                bar.update,
+                advance,
             )
             for layer in variant_layers
         }
+        stage_done("variants")
     bar.close()
-    seconds = time.perf_counter() - started
+    seconds = time.perf_counter() - started - sampler.seconds  # the pricing samples are no part of the run
+    imputation = {
+        "seconds": road.IMPUTATION.seconds - imputed_before.seconds,
+        "masks": road.IMPUTATION.masks - imputed_before.masks,
+        "solved": road.IMPUTATION.solved - imputed_before.solved,
+    }
     faith = concatenate([check.subsampled(config.steps), main])
-    prices = budget.price(model, spec.target_layer)
+    prices = sampler.prices()
+    after = budget.price(model, spec.target_layer)  # the old way, one moment after the run, for comparison
+    by_batch = budget.scoring_prices(model)
     budget_s = budget.budget_seconds(counts, prices)
 
     summary = summarise(faith, pointing, sanity, config.seed)
@@ -858,8 +890,13 @@ def run(
         "seconds_per_photo": seconds / len(photos),
         "forward_counts": dict(counts),
         "seconds_per_image": prices,
+        "price_samples": len(sampler.samples["inference"]),
+        "seconds_per_image_after_run": after,
+        "inference_by_batch": {str(size): seconds for size, seconds in by_batch.items()},
         "forward_budget_seconds": budget_s,
         "forward_budget_ratio": seconds / budget_s,
+        "stage_seconds": stage_seconds,
+        "road_imputation": imputation,
     }
     summary["config"] = {
         **dataclasses.asdict(config),
@@ -887,7 +924,8 @@ def run(
     log(
         f"cost: {seconds:.0f} s, {seconds / len(photos):.2f} s per validation photo; "
         f"the {sum(counts.values())} network "
-        f"passes it cannot avoid take {budget_s:.0f} s batched here, ratio {seconds / budget_s:.2f} (goal <= 1.3)"
+        f"passes it cannot avoid take {budget_s:.0f} s batched here, ratio {seconds / budget_s:.2f} (goal <= 1.3); "
+        f"ROAD's imputation took {imputation['seconds']:.0f} s ({imputation['solved']} systems solved)"
     )
     return summary
 
