@@ -92,19 +92,35 @@ def price(
     """Seconds per image of each kind, each timed batched the way the evaluation runs it: Grad-CAM
     in batches of ``batch``, no-gradient scoring in batches of ``scoring_batch`` (default
     :data:`~gradcam_tutorial.evaluation.faithfulness.SCORING_BATCH`), gradients one image at a time."""
-    from ..cam import GradCAM
-    from .faithfulness import SCORING_BATCH, channels_last_copy, class_probabilities
-    from .saliency import gradient_saliency
+    from .faithfulness import SCORING_BATCH, channels_last_copy
 
     scoring_batch = scoring_batch or SCORING_BATCH
-    images = max(batch, scoring_batch)
-    x = torch.randn(images, 3, size, size, generator=torch.Generator().manual_seed(0))
-    scorer = channels_last_copy(model)
+    x = torch.randn(max(batch, scoring_batch), 3, size, size, generator=torch.Generator().manual_seed(0))
+    return _time_kinds(model, channels_last_copy(model), layer, x, batch, scoring_batch, repeats, warmup, repeats * 2)
+
+
+def _time_kinds(
+    model: nn.Module,
+    scorer: nn.Module,
+    layer: str,
+    x: torch.Tensor,
+    batch: int,
+    scoring_batch: int,
+    repeats: int,
+    warmup: int,
+    gradient_repeats: int,
+) -> dict[str, float]:
+    """Seconds per image of each kind: ``scorer`` scoring all of ``x`` in batches of
+    ``scoring_batch``, Grad-CAM on its first ``batch`` images, the input gradient of its first one."""
+    from ..cam import GradCAM
+    from .faithfulness import class_probabilities
+    from .saliency import gradient_saliency
+
     with GradCAM(model, layer) as cam:
         inference = _median_seconds(lambda: class_probabilities(scorer, x, 0, chunk=scoring_batch), repeats, warmup)
         gradcam = _median_seconds(lambda: cam.compute(x[:batch], list(range(batch))), repeats, warmup)
-    single = _median_seconds(lambda: gradient_saliency(model, x[:1], 0), repeats * 2, warmup)
-    return {"inference": inference / images, "gradcam": gradcam / batch, "input_gradient": single}
+    gradient = _median_seconds(lambda: gradient_saliency(model, x[:1], 0), gradient_repeats, warmup)
+    return {"inference": inference / len(x), "gradcam": gradcam / batch, "input_gradient": gradient}
 
 
 class PriceSampler:
@@ -147,22 +163,13 @@ class PriceSampler:
             self.sample()
 
     def sample(self) -> None:
-        from ..cam import GradCAM
-        from .faithfulness import class_probabilities
-        from .saliency import gradient_saliency
-
         started = time.perf_counter()
-        warmup = 1
         with self.counts.paused():
-            scoring = _median_seconds(
-                lambda: class_probabilities(self.scorer, self.x, 0, chunk=self.scoring_batch), 1, warmup
-            )
-            with GradCAM(self.model, self.layer) as cam:
-                gradcam = _median_seconds(lambda: cam.compute(self.x, list(range(self.batch))), 1, warmup)
-            gradient = _median_seconds(lambda: gradient_saliency(self.model, self.x[:1], 0), 1, warmup)
-        self.samples["inference"].append(scoring / self.batch)
-        self.samples["gradcam"].append(gradcam / self.batch)
-        self.samples["input_gradient"].append(gradient)
+            prices = _time_kinds(
+                self.model, self.scorer, self.layer, self.x, self.batch, self.scoring_batch, 1, 1, 1
+            )  # one timed call of each kind, after one untimed call
+        for kind, seconds in prices.items():
+            self.samples[kind].append(seconds)
         self.last = time.perf_counter()
         self.seconds += self.last - started
 
