@@ -181,7 +181,9 @@ def test_results_have_the_keys_the_issue_lists(produced):
     # priced during the run (at least the sample before it starts), and once after it for comparison
     assert cost["price_samples"] >= 1 and set(cost["seconds_per_image"]) == set(cost["seconds_per_image_after_run"])
     priced = sum(cost["forward_counts"][kind] * cost["seconds_per_image"][kind] for kind in cost["forward_counts"])
-    assert cost["forward_budget_seconds"] == pytest.approx(priced, rel=1e-3)
+    # the stored prices are rounded to 4 decimals: each image's price is off by at most 5e-5 s
+    rounding = 5e-5 * sum(cost["forward_counts"].values()) + 5e-5
+    assert abs(cost["forward_budget_seconds"] - priced) <= rounding
     config = data["config"]
     assert config["model"] == "efficientnet_lite0" and config["layers"] == report.candidate_layers(spec)
     assert len(config["input_sha256"]["all"]) == 64 and "torch" in config["versions"]
