@@ -1,12 +1,11 @@
 """The figures the tutorial draws: what a reader sees on the axes, read back from matplotlib.
 
-Colours are checked against OpenCV's JET table and the post's 0.6 / 0.4 blend worked out here; the
+Colours are checked against OpenCV's JET table and the post's 0.6 / 0.4 blend (test_user_visible's references); the
 layout constants (panel size, outline style, title size) are the ones the committed notebooks show.
 """
 
 from __future__ import annotations
 
-import cv2
 import matplotlib
 import numpy as np
 import pytest
@@ -19,18 +18,13 @@ from matplotlib.patches import Rectangle
 
 from gradcam_tutorial import overlay_grid, show_overlay
 from gradcam_tutorial.viz import colour_bar_map
+from test_user_visible import blend, jet_of, jet_rgb
 
 BAR_LABEL = "Grad-CAM (normalised)"
 
 
-def jet_rgb() -> np.ndarray:
-    levels = np.arange(256, dtype=np.uint8)[:, None]
-    return cv2.applyColorMap(levels, cv2.COLORMAP_JET)[:, 0, ::-1]
-
-
 def posts_blend(photo: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
-    colours = jet_rgb()[np.round(255 * heatmap).astype(np.uint8)].astype(np.float64)
-    return 0.6 * photo.astype(np.float64) + 0.4 * colours
+    return blend(photo, jet_of(heatmap), 0.4)
 
 
 @pytest.fixture

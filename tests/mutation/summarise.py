@@ -128,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(load_equivalents())
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    (args.out / "summary.md").write_text(markdown(summary))
-    print(markdown(summary).split("\n## ")[0])
+    text = markdown(summary)
+    (args.out / "summary.md").write_text(text)
+    print(text.split("\n## ")[0])
     total = summary["total"]["score"]
     unchecked = summary["total"].get("not checked", 0)
     if unchecked:
