@@ -61,7 +61,7 @@ lint: venv
 mutate: venv
 	rm -rf mutants build/mutation
 	mkdir -p build/mutation mutants/src  # on sys.path before mutmut fills it
-	PYTHONPATH=$(CURDIR)/mutants/src OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children 2 2>&1 \
+	PATH=$(abspath $(BIN)):$$PATH PYTHONPATH=$(CURDIR)/mutants/src OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children 2 2>&1 \
 	  | tr '\r' '\n' | grep -v '^\s*$$' > build/mutation/mutmut.log || { tail -40 build/mutation/mutmut.log; exit 1; }
 	tail -3 build/mutation/mutmut.log
 	$(BIN)/python tests/mutation/summarise.py --out build/mutation

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+import importlib
+import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +21,69 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["GRADCAM_MIRROR"] = str(MIRROR)
     # Notebook kernels inherit this environment; with MPLBACKEND=Agg they would show no figures.
     os.environ.pop("MPLBACKEND", None)
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    if _under_mutmut():
+        # make mutate runs two one-thread workers; its fork server imports what the tests
+        # import lazily, so that each mutant's forked run starts with them loaded.
+        torch.set_num_threads(1)
+        if "__mutmut_" in os.environ.get("MUTANT_UNDER_TEST", ""):
+            _cap_memory(extra=4 << 30)
+        for name in _IMPORTED_LAZILY:
+            importlib.import_module(name)
+    else:
+        torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+# Imported inside functions of the package or of the tests; each import costs a mutant's run
+# tenths of a second when the fork server has not done it.
+_IMPORTED_LAZILY = (
+    "cv2",
+    "captum.attr",
+    "efficientnet_lite_pytorch",
+    "matplotlib.pyplot",
+    "pytorch_grad_cam",
+    "scipy.stats",
+    "skimage.data",
+    "skimage.metrics",
+    "torchcam.methods",
+    "torchvision.models",
+    "tqdm",
+)
+
+
+def _cap_memory(extra: int) -> None:
+    """Let a mutant's run grow by `extra` bytes: one that asks for 20 GB fails, not the machine."""
+    import resource
+
+    size = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
+    resource.setrlimit(resource.RLIMIT_AS, (size + extra, resource.RLIM_INFINITY))
+
+
+def _under_mutmut() -> bool:
+    return "mutmut" in sys.modules
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under make mutate, run a mutant's fast tests first: mutmut stops at the first failure."""
+    if "__mutmut_" not in os.environ.get("MUTANT_UNDER_TEST", ""):
+        return
+    stats = Path("mutmut-stats.json")  # mutmut runs the tests inside mutants/
+    if stats.exists():
+        seconds = json.loads(stats.read_text())["duration_by_test"]
+        # A test module's fixtures are built again each time its tests resume, so modules stay
+        # together, the one with the fastest test first.
+        first: dict[Path, float] = {}
+        for item in items:
+            time = seconds.get(item.nodeid, float("inf"))
+            first[item.path] = min(first.get(item.path, time), time)
+        items.sort(key=lambda item: (first[item.path], seconds.get(item.nodeid, float("inf"))))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _under_mutmut():
+        # Every mutant's run is a fork of the process that got here first (mutmut's fork server,
+        # after collecting). Frozen, its objects are not rescanned by the garbage collections
+        # pytest forces at the end of each run: 0.8 s per mutant before, 0.13 s after.
+        gc.freeze()
 
 
 @pytest.fixture(scope="session")

@@ -48,7 +48,8 @@ def test_committed_equivalents_file_parses():
         assert mutation.function.startswith("gradcam_tutorial.") and reason
 
 
-def test_score_counts_timeouts_as_caught_and_leaves_equivalents_and_unchecked_out():
+def test_score_counts_timeouts_and_mypy_rejections_as_caught_and_leaves_equivalents_and_unchecked_out():
     counts = Counter({"killed": 8, "timeout": 1, "survived": 1, "no tests": 1, "equivalent": 3, "not checked": 5})
     assert summarise.score(counts) == pytest.approx(9 / 11)
+    assert summarise.score(counts + Counter({"caught by type check": 4})) == pytest.approx(13 / 15)
     assert summarise.score(Counter({"equivalent": 2})) is None

@@ -1,8 +1,9 @@
 """Summarise a mutmut run (``make mutate``): counts and score per module, and the survivors left to explain.
 
-A mutant counts as caught when a test failed on it or its tests ran past mutmut's time limit (a
-suite that hangs fails CI too). A surviving mutant listed in ``equivalent.toml`` (a change no caller
-can observe, with the reason) leaves the score's denominator, so each run shows only new survivors.
+A mutant counts as caught when a test failed on it, its tests ran past mutmut's time limit (a
+suite that hangs fails CI too), or mypy rejected it (``make test`` runs mypy before the tests). A
+surviving mutant listed in ``equivalent.toml`` (a change no caller can observe, with the reason)
+leaves the score's denominator, so each run shows only new survivors.
 Mutants a stopped run never reached ("not checked") are counted apart and fail the goal.
 Run from the repository root after ``mutmut run``; mutmut's own results are read from ``mutants/``.
 """
@@ -23,7 +24,7 @@ from mutmut.stats import status_by_exit_code
 from mutmut.utils.file_utils import walk_mutatable_files
 
 EQUIVALENT = Path(__file__).with_name("equivalent.toml")
-CAUGHT = ("killed", "timeout")
+CAUGHT = ("killed", "timeout", "caught by type check")
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,8 @@ def score(counts: Counter[str]) -> float | None:
 
 
 def markdown(summary: dict) -> str:
-    columns = ["killed", "timeout", "survived", "no tests", "segfault", "suspicious", "equivalent", "not checked"]
+    columns = ["killed", "caught by type check", "timeout", "survived", "no tests", "segfault", "suspicious"]
+    columns += ["equivalent", "not checked"]
     columns.append("total")
     rows = ["| module | " + " | ".join(columns) + " | score |", "|---" * (len(columns) + 2) + "|"]
     for name, counts in [*summary["modules"].items(), ("all", summary["total"])]:
