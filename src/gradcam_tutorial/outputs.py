@@ -95,7 +95,7 @@ class OutputFolder:
         path = self.folder / name
         try:
             mode = path.lstat().st_mode
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # nothing there (or a file where a folder goes)
             return
         if stat.S_ISLNK(mode):
             raise OutputError(

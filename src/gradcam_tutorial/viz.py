@@ -30,7 +30,9 @@ def resize_heatmap(maps: np.ndarray | torch.Tensor, size: tuple[int, int]) -> np
     pytorch-grad-cam. The one resize of the package: overlays, maps on photos and the report's metrics.
     Returns float32 NumPy.
     """
-    tensor = torch.as_tensor(np.asarray(maps, dtype=np.float32) if isinstance(maps, np.ndarray) else maps)
+    # torch takes only native, positive-stride, writable arrays: a flipped or read-only map is copied
+    as_array = np.require(maps, dtype=np.float32, requirements=["C", "W"]) if isinstance(maps, np.ndarray) else maps
+    tensor = torch.as_tensor(as_array)
     tensor = tensor.detach().float().cpu()
     lead = tensor.shape[:-2]
     flat = tensor.reshape(-1, 1, *tensor.shape[-2:])
