@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 import torch
 from skimage.metrics import structural_similarity as skimage_ssim
+from torch import nn
 
 from gradcam_tutorial.evaluation.baselines import center_map, random_map
 from gradcam_tutorial.evaluation.faithfulness import saliency_rank
 from gradcam_tutorial.evaluation.localisation import energy, pointing_game, pointing_hit
+from gradcam_tutorial.evaluation.saliency import guided_gradcam
 from gradcam_tutorial.evaluation.sanity import structural_similarity
 
 
@@ -80,7 +82,7 @@ def test_saliency_rank_puts_nan_last_and_breaks_ties_by_the_seed_only():
     assert torch.equal(saliency_rank(np.arange(6.0)), torch.arange(5, -1, -1))
 
 
-@pytest.mark.parametrize(("shape", "window"), [((16, 16), 7), ((6, 9), 5), ((5, 12), 5), ((8, 8), 7)])
+@pytest.mark.parametrize(("shape", "window"), [((16, 16), 7), ((6, 9), 5), ((5, 12), 5), ((8, 8), 7), ((4, 9), 3)])
 def test_ssim_uses_the_largest_odd_window_up_to_7_that_fits(shape, window):
     rng = np.random.default_rng(0)
     a, b = rng.random(shape), rng.random(shape)
@@ -89,3 +91,15 @@ def test_ssim_uses_the_largest_odd_window_up_to_7_that_fits(shape, window):
     assert structural_similarity(a, b) == pytest.approx(expected, abs=1e-12)
     with pytest.raises(ValueError, match=r"\(16, 16\)"):
         structural_similarity(np.zeros((16, 16)) + np.eye(16), np.eye(4))
+
+
+def test_guided_gradcam_of_one_image_is_float32_bilinear_by_default_with_or_without_a_batch_axis():
+    """The Grad-CAM paper's product for one (3, H, W) picture, as the docstring promises."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)
+    )
+    picture = torch.rand(3, 12, 10)
+    default = guided_gradcam(model, "0", picture, 1)
+    assert default.dtype == np.float32 and default.shape == (3, 12, 10)
+    np.testing.assert_array_equal(default, guided_gradcam(model, "0", picture[None], 1, mode="bilinear"))
