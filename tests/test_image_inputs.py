@@ -193,12 +193,20 @@ def test_sixteen_bit_grey_is_rescaled_from_65535_to_255(tmp_path):
         np.testing.assert_array_equal(np.asarray(to_rgb(image)), expected, err_msg=mode)
 
 
-def test_a_sixteen_bit_png_with_a_transparent_level_keeps_its_other_grey_levels(tmp_path):
+def test_a_sixteen_bit_png_with_a_transparent_level_shows_it_white_and_keeps_the_others(tmp_path):
     levels = np.array([[0, 25700, 51400, 0]], np.uint16)  # 0 is marked transparent
     path = tmp_path / "grey16_trns.png"
     Image.fromarray(levels).save(path, transparency=0)
-    out = _load_quietly(path)
-    np.testing.assert_array_equal(out[0, 1:3], _rgb([[100, 200]])[0])
+    np.testing.assert_array_equal(_load_quietly(path), _rgb([[255, 100, 200, 255]]))
+
+
+def test_a_one_bit_png_with_a_transparent_level_shows_it_white(tmp_path):
+    bits = np.array([[0, 1, 1, 0]], bool)
+    path = tmp_path / "bits_trns.png"
+    Image.fromarray(bits).convert("1").save(path, transparency=1)  # white marked transparent: still white
+    np.testing.assert_array_equal(_load_quietly(path), _rgb([[0, 255, 255, 0]]))
+    Image.fromarray(bits).convert("1").save(path, transparency=0)  # black marked transparent
+    np.testing.assert_array_equal(_load_quietly(path), _rgb([[255, 255, 255, 255]]))
 
 
 def test_sixteen_bit_white_level_is_65535_not_65536():

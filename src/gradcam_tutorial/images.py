@@ -160,8 +160,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
         values += np.float32(0.5)
         grey = np.clip(values, 0, 255, out=values).astype(np.uint8)
         del values
+        if isinstance(image.info.get("transparency"), int):  # a PNG's one transparent grey level
+            grey[np.asarray(image) == image.info["transparency"]] = 255
         return Image.fromarray(grey, "L").convert("RGB")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode in ("RGB", "L") and "transparency" in image.info):
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode in ("RGB", "L", "1") and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
