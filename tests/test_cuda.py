@@ -104,3 +104,17 @@ def test_with_pytorchs_default_tf32_maps_stay_within_two_hundredths():
     difference = float((gpu - cpu).abs().max())
     print(f"largest difference of normalised maps, TF32 allowed={torch.backends.cudnn.allow_tf32}: {difference:.2g}")
     assert difference < 0.02
+
+
+def test_the_sanity_checks_randomisation_leaves_the_callers_random_streams_as_found():
+    """torch.manual_seed reseeds every CUDA device too; each stage's reseeding must not leak out."""
+    from gradcam_tutorial.evaluation.sanity import cascading_randomisation
+
+    torch.manual_seed(123)
+    torch.cuda.manual_seed_all(456)
+    cpu, gpu = torch.get_rng_state(), torch.cuda.get_rng_state_all()
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    stages = [stage for stage, _ in cascading_randomisation(model, seed=7)]
+    assert stages
+    assert torch.equal(torch.get_rng_state(), cpu)
+    assert all(torch.equal(a, b) for a, b in zip(torch.cuda.get_rng_state_all(), gpu, strict=True))

@@ -105,7 +105,7 @@ def cascading_randomisation(
     copied = copy.deepcopy(model).eval()
     modules = dict(copied.named_modules())
     for depth, stage in enumerate(stages if stages is not None else randomisation_stages(copied)):
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng():  # CPU and every CUDA device: manual_seed reseeds them all
             torch.manual_seed(seed + depth)
             reinitialise(modules[stage])
         yield stage, copied
