@@ -4,7 +4,10 @@ Layers: the README's last ``nn.Conv2d`` of ResNet-18 (``layer4.1.conv2``), outpu
 here from the convolution arithmetic, the classic ResNet head whose fixed 7x7 average pool only fits
 a 224-pixel input, and a user's own forward hook to see where the probe ran. Models: torchvision's
 own error for a checkpoint with no tensors, ``torch.load``'s own error texts and its
-``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` switch, and a checkpoint tagged as saved on a GPU.
+``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` switch, a checkpoint tagged as saved on a GPU, torchvision's own
+transforms and the published ImageNet statistics for preprocessing. Grad-CAM: the formula of
+Selvaraju et al. (ReLU of the channels weighted by the spatial mean of the class logit's gradient)
+worked out with plain torch hooks on small models, and the full text of every refusal.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from gradcam_tutorial import (
     get_spec,
     last_conv2d,
     last_spatial_layer,
+    normalize_maps,
     resolve_layer,
 )
 from gradcam_tutorial.layers import trace_spatial_outputs
@@ -590,6 +594,18 @@ def test_explain_reports_classes_names_scores_top_k_and_where_the_maps_lie(thous
     assert result.heatmap(0)[:, :60].max() == 0  # left of the box the network never looked
 
 
+def test_explain_shows_an_rgb_pngs_transparent_colour_as_white(thousand_classes, tmp_path):
+    pixels = np.zeros((40, 50, 3), np.uint8)
+    pixels[:, 25:] = (10, 200, 30)
+    path = tmp_path / "keyed.png"
+    Image.fromarray(pixels).save(path, transparency=(0, 0, 0))  # black is the colour key
+    with Image.open(path) as photo:
+        assert photo.mode == "RGB" and photo.info["transparency"] == (0, 0, 0)
+        result = explain(photo, thousand_classes, get_spec("efficientnet_lite0"), classes=[1], layer="block")
+    shown = np.asarray(result.image)
+    assert (shown[:, :25] == 255).all() and (shown[:, 25:] == (10, 200, 30)).all()
+
+
 def test_explain_defaults_to_the_top_class_at_the_specs_layer_and_the_top_five(thousand_classes):
     import dataclasses
 
@@ -638,3 +654,138 @@ def test_a_gradcam_for_another_model_or_layer_is_refused_with_the_reason(tiny, t
         assert explain(photo, thousand_classes, spec, layer=thousand_classes.block, cam=cam).layer == "block"
     assert str(other_model.value) == "cam explains another model; make a GradCAM of this one"
     assert str(other_layer.value) == "cam explains layer 'block', not the requested 'stem'"
+
+
+# ---------------------------------------------------------------- Grad-CAM: edge cases of the contract
+
+
+def test_normalize_maps_scales_each_map_from_its_own_minimum_to_its_maximum():
+    maps = torch.tensor([[[2.0, 4.0], [6.0, 3.0]], [[-1.0, 1.0], [0.0, 3.0]]])
+    expected = torch.tensor([[[0.0, 0.5], [1.0, 0.25]], [[0.0, 0.5], [0.25, 1.0]]])
+    torch.testing.assert_close(normalize_maps(maps), expected)
+    torch.testing.assert_close(normalize_maps(maps[0]), expected[0])  # a single (h, w) map too
+    # float noise on a flat map: a span of 3 float32 steps at 10000 is 3e-7 of the peak, below 1e-6
+    noise = 10000.0 + 2.0**-10 * torch.tensor([[0.0, 1.0], [2.0, 3.0]])
+    assert noise.max() > noise.min()
+    assert (normalize_maps(noise) == 0).all()
+
+
+def test_normalize_maps_treats_a_span_of_exactly_rel_eps_of_the_peak_as_flat():
+    at_the_floor = torch.tensor([[0.5, 1.0], [0.75, 1.0]])  # span 0.5 = 0.5 * peak, exactly
+    assert (normalize_maps(at_the_floor, rel_eps=0.5) == 0).all()
+    torch.testing.assert_close(normalize_maps(at_the_floor, rel_eps=0.49), torch.tensor([[0.0, 1.0], [0.5, 1.0]]))
+
+
+@pytest.mark.parametrize("rel_eps", [1e-6, 0.0, -0.5])
+def test_a_flat_map_becomes_zeros_never_nan_whatever_the_noise_floor(rel_eps):
+    out = normalize_maps(torch.full((1, 2, 3, 3), 7.0), rel_eps=rel_eps)
+    assert (out == 0).all()
+
+
+def test_a_model_without_parameters_is_explained(batch):
+    model = nn.Sequential(nn.AvgPool2d(2), nn.Flatten())  # 3 x 4 x 4 cells of an 8 x 8 input: 48 "classes"
+    with GradCAM(model, "0") as cam:
+        result = cam.compute(batch, [[5], [40]])
+    by_hand = grad_cam_by_hand(model, model[0], batch.clone().requires_grad_(True), [[5], [40]])  # no weights: a graph
+    torch.testing.assert_close(result.maps, by_hand)
+
+
+def test_the_batch_goes_to_the_models_device_and_every_result_stays_there():
+    """Shown with the meta device, which every machine has: the model there, the batch on the CPU."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    model = nn.Sequential(*model, nn.Linear(4, 3)).to("meta").eval()
+    seen: list[torch.device] = []
+    model.register_forward_pre_hook(lambda _m, inputs: seen.append(inputs[0].device))
+    with GradCAM(model, "0") as cam:
+        result = cam.compute(torch.zeros(2, 3, 8, 8), [1, 2])
+    meta = torch.device("meta")
+    assert seen == [meta]
+    assert result.maps.shape == (2, 1, 8, 8)
+    assert [t.device for t in (result.maps, result.class_indices, result.probabilities, result.logits)] == [meta] * 4
+
+
+def test_a_batch_is_handed_to_the_model_without_a_copy(tiny, batch):
+    seen: list[int] = []
+    handle = tiny.register_forward_pre_hook(lambda _m, inputs: seen.append(inputs[0].data_ptr()))
+    try:
+        with GradCAM(tiny, "block") as cam:
+            cam.compute(batch, 1)
+    finally:
+        handle.remove()
+    assert seen == [batch.data_ptr()]
+
+
+class _NormalisesInPlace(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sub_(0.5).mul_(2.0)
+
+
+def test_a_batch_made_under_inference_mode_is_explained_by_a_model_that_works_in_place():
+    torch.manual_seed(6)
+    model = nn.Sequential(_NormalisesInPlace(), _Tiny()).eval()
+    with torch.inference_mode():
+        x = torch.rand(1, 3, 8, 8)
+    with GradCAM(model, "1.block") as cam:
+        result = cam.compute(x, 2)
+    expected = grad_cam_by_hand(model, model[1].block, x.clone(), [[2]])
+    torch.testing.assert_close(result.maps, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_one_cell_map_is_refused_and_a_one_by_two_map_is_explained(batch):
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d((1, 2)), nn.AdaptiveAvgPool2d(1))
+    model = nn.Sequential(*model, nn.Flatten(), nn.Linear(4, 3)).eval()
+    with GradCAM(model, "2") as cam, pytest.raises(LayerError) as caught:
+        cam.compute(batch[:1])
+    assert str(caught.value) == (
+        "layer '2' has no spatial output (shape (1, 4, 1, 1)); choose a convolutional layer or block"
+    )
+    with GradCAM(model, "1") as cam:
+        maps = cam.compute(batch, [0, 2]).maps
+    assert maps.shape == (2, 1, 1, 2)
+    torch.testing.assert_close(maps, grad_cam_by_hand(model, model[1], batch, [[0], [2]]), rtol=1e-5, atol=1e-6)
+
+
+def test_numpy_integers_of_any_width_are_class_indices(tiny, batch):
+    rows = [[np.int32(1)], [np.int32(3)]]
+    with GradCAM(tiny, "block") as cam:
+        result = cam.compute(batch, rows)
+    assert result.class_indices.tolist() == [[1], [3]] and result.class_indices.dtype == torch.int64
+    torch.testing.assert_close(result.maps, grad_cam_by_hand(tiny, tiny.block, batch, [[1], [3]]))
+
+
+class _Shared(nn.Module):
+    """One ReLU module called twice per forward (or once), like EfficientNet's shared activation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 6, 3, padding=1)
+        self.body = nn.Conv2d(6, 6, 3, padding=1)
+        self.act = nn.ReLU()
+        self.head = nn.Linear(6, 4)
+        self.twice = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        if self.twice:
+            x = self.act(x)
+        return self.head(self.act(self.body(x)).mean(dim=(2, 3)))
+
+
+def test_a_shared_layer_that_runs_fewer_times_than_last_call_still_explains_the_asked_class(batch):
+    torch.manual_seed(8)
+    model = _Shared().eval()
+    with torch.no_grad():
+        top = model(batch).argmax(dim=1)
+    wanted = [[int(c + 1) % 4] for c in top]  # never the top class
+    with GradCAM(model, "act") as cam:
+        cam.compute(batch, wanted)  # learns: two calls per forward
+        model.twice = False
+        result = cam.compute(batch, wanted)
+    assert result.class_indices.tolist() == wanted
+    kept: list[torch.Tensor] = []
+    handle = model.act.register_forward_hook(lambda _m, _i, out: kept.append(out))
+    model(batch)
+    handle.remove()
+    assert len(kept) == 1
+    torch.testing.assert_close(result.maps, grad_cam_by_hand(model, model.act, batch, wanted), rtol=1e-5, atol=1e-6)

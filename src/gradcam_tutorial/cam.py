@@ -77,7 +77,7 @@ class CAMResult:
 def normalize_maps(maps: torch.Tensor, rel_eps: float = 1e-6) -> torch.Tensor:
     """Min-max scale each map to [0, 1]; a flat map (no contrast) becomes all zeros, never NaN.
 
-    The original post divides by the maximum, which is 0/0 = NaN on an all-zero map. A span below
+    The original post divides by the maximum, which is 0/0 = NaN on an all-zero map. A span of at most
     ``rel_eps`` of the peak is float noise, not a signal, so it is treated as flat too.
     """
     flat = maps.flatten(-2)

@@ -71,7 +71,7 @@ def explain(
     if isinstance(classes, (str, int, np.integer)):  # one class, by index or name (bools are refused below)
         classes = [classes]
     targets = None if classes is None or len(classes) == 0 else [resolve_class(c, names) for c in classes]
-    image = to_rgb(image) if image.mode != "RGB" else image  # L, P, RGBA, CMYK, YCbCr, LAB, 16-bit...
+    image = to_rgb(image)  # L, P, RGBA, CMYK, YCbCr, LAB, 16-bit, an RGB colour key; plain RGB as is
     x = spec.preprocess(image)
     wanted = layer if layer is not None else spec.target_layer
     if cam is None:
