@@ -440,3 +440,5 @@ def test_compute_methods_names_the_methods_it_knows():
     )
     with pytest.raises(ValueError, match=re.escape(expected)):
         compute_methods(_Tiny(1.0, 1.0), "features", x, 0, names=["gradcam", "gradcam"])
+    with pytest.raises(ValueError, match=re.escape(expected.replace("'gradcam']", "'ablationcam']"))):
+        compute_methods(_Tiny(1.0, 1.0), "features", x, 0, names=["gradcam", "ablationcam"])
