@@ -41,6 +41,7 @@ from gradcam_tutorial import (
 )
 from gradcam_tutorial.layers import trace_spatial_outputs
 from gradcam_tutorial.models import UnknownModelError, load_weights
+from test_cam import _SharedActivation
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # the published statistics
 
@@ -754,33 +755,15 @@ def test_numpy_integers_of_any_width_are_class_indices(tiny, batch):
     torch.testing.assert_close(result.maps, grad_cam_by_hand(tiny, tiny.block, batch, [[1], [3]]))
 
 
-class _Shared(nn.Module):
-    """One ReLU module called twice per forward (or once), like EfficientNet's shared activation."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Conv2d(3, 6, 3, padding=1)
-        self.body = nn.Conv2d(6, 6, 3, padding=1)
-        self.act = nn.ReLU()
-        self.head = nn.Linear(6, 4)
-        self.twice = True
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        if self.twice:
-            x = self.act(x)
-        return self.head(self.act(self.body(x)).mean(dim=(2, 3)))
-
-
 def test_a_shared_layer_that_runs_fewer_times_than_last_call_still_explains_the_asked_class(batch):
     torch.manual_seed(8)
-    model = _Shared().eval()
+    model = _SharedActivation().eval()  # the activation runs twice per forward
     with torch.no_grad():
         top = model(batch).argmax(dim=1)
-    wanted = [[int(c + 1) % 4] for c in top]  # never the top class
+    wanted = [[int(c + 1) % 5] for c in top]  # never the top class
     with GradCAM(model, "act") as cam:
         cam.compute(batch, wanted)  # learns: two calls per forward
-        model.twice = False
+        model.calls = 1
         result = cam.compute(batch, wanted)
     assert result.class_indices.tolist() == wanted
     kept: list[torch.Tensor] = []
