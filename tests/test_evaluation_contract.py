@@ -14,8 +14,10 @@ is worked out here independently of the package:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -376,16 +378,23 @@ def test_score_cam_follows_its_definition_alone_and_together(activation_scale, g
     _assert_maps(together["scorecam"].maps, expected, "scorecam in compute_methods")
 
 
+@contextlib.contextmanager
+def _batch_sizes(model: nn.Module) -> Iterator[list[int]]:
+    """The batch size of every forward pass of ``model`` inside the ``with`` block."""
+    sizes: list[int] = []
+    handle = model.register_forward_hook(lambda _m, inputs, _o: sizes.append(inputs[0].shape[0]))
+    try:
+        yield sizes
+    finally:
+        handle.remove()
+
+
 def test_score_cam_runs_masked_inputs_in_batches_of_four_by_default_and_checks_the_size():
     model = _Tiny(1.0, 1.0)
     x = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(3))
-    sizes = []
-    handle = model.register_forward_hook(lambda _m, inputs, _o: sizes.append(inputs[0].shape[0]))
-    try:
+    with _batch_sizes(model) as sizes:
         ScoreCAM(model, "features").compute(x, 2)
         ScoreCAM(model, "features", batch_size=1).compute(x, 2)
-    finally:
-        handle.remove()
     # one explained pass, then the 6 channels' masked inputs: 4 + 2, and one by one
     assert sizes == [1, 4, 2, 1, 1, 1, 1, 1, 1, 1]
     with pytest.raises(ValueError, match=re.escape("batch_size must be at least 1, not 0")):
@@ -395,12 +404,8 @@ def test_score_cam_runs_masked_inputs_in_batches_of_four_by_default_and_checks_t
 def test_compute_methods_without_score_cam_runs_the_model_once():
     model = _Tiny(1.0, 1.0)
     x = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(4))
-    calls = []
-    handle = model.register_forward_hook(lambda _m, inputs, _o: calls.append(inputs[0].shape[0]))
-    try:
+    with _batch_sizes(model) as calls:
         compute_methods(model, "features", x, [[0, 1]], names=["gradcam", "hirescam"])
-    finally:
-        handle.remove()
     assert calls == [1]
 
 
