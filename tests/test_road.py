@@ -196,13 +196,13 @@ def test_solving_together_in_threads_changes_no_bit(monkeypatch):
 
 def test_equal_masks_are_solved_once_and_masks_that_come_back_are_factorised_once(monkeypatch):
     factorised = []
-    real_splu = road.splu
+    real_factorise = road._factorise
 
-    def counted_splu(matrix, **options):
-        factorised.append(matrix.shape[0])
-        return real_splu(matrix, **options)
+    def counted_factorise(system, solver):
+        factorised.append(system.pixels.size)
+        return real_factorise(system, solver)
 
-    monkeypatch.setattr(road, "splu", counted_splu)
+    monkeypatch.setattr(road, "_factorise", counted_factorise)
     monkeypatch.setattr(road, "_FACTORISATIONS", road._Factorisations(keep=4))
     rng = np.random.default_rng(5)
     fixed = rng.random((30, 30))  # a map every photo shares, like the centre prior

@@ -904,6 +904,7 @@ def run(
         "default_layer": spec.target_layer,
         "versions": versions(),
         "threads": torch.get_num_threads(),
+        "road_solver": road.solver_name(),
         "input_sha256": {
             "all": input_list_sha256(photos),
             "faithfulness": input_list_sha256(faith_photos),

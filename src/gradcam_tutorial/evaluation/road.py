@@ -22,21 +22,24 @@ Choices written down:
 * Noise std 0.01 in the network's normalised input, the value of Rong et al.'s code and of
   pytorch-grad-cam's ``NoisyLinearImputer``; it only keeps the fill from being perfectly smooth.
 * The linear system is symmetric positive definite (the weights are symmetric in the offset). It is
-  solved exactly, in float64, with one sparse LU factorisation (SuperLU, no pivoting) shared by the
-  colour channels. Unknowns are numbered in a geometric nested-dissection order of the pixel grid
-  (halves first, the separating row or column last), which on 224 x 224 inputs factorises about
-  twice as fast as SuperLU's own minimum-degree ordering, with similar fill.
+  solved exactly, in float64, with one sparse factorisation shared by the colour channels: a Cholesky by
+  MKL's PARDISO (:mod:`.pardiso`), or SciPy's SuperLU (an LU without pivoting, same solution to
+  rounding) where MKL has no wheel. Unknowns are numbered in a geometric nested-dissection order of
+  the pixel grid (halves first, the separating row or column last), which the solver keeps: on
+  224 x 224 inputs it factorises about twice as fast as SuperLU's own minimum-degree ordering, and
+  PARDISO's own METIS analysis alone costs more than factorising in this order.
 * The factorisation is most of ROAD's cost, so it is never repeated needlessly: all of a photo's
   masks are solved together, equal masks once, the distinct ones in as many threads as torch uses
-  (SuperLU releases the GIL), and a mask that comes back (a baseline shared by every photo, such as
-  the centre prior) keeps its factors. The noise is drawn afterwards, in the order of one mask at a
-  time, so the inputs are bit for bit those of imputing each mask on its own.
+  (both solvers release the GIL), and a mask that comes back (a baseline shared by every photo, such
+  as the centre prior) keeps its factors. The noise is drawn afterwards, in the order of one mask at
+  a time, so the inputs are bit for bit those of imputing each mask on its own.
 * Removing every pixel leaves nothing to interpolate from (the system is singular): that is an error.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import threading
 import time
 from collections import OrderedDict
@@ -44,19 +47,23 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
 import torch
-from scipy.sparse.linalg import SuperLU, splu
+from scipy.sparse.linalg import splu
 from torch import nn
 
+from . import pardiso
 from .faithfulness import SCORING_BATCH, class_probabilities, saliency_rank
 
 NOISE_STD = 0.01
 ORDERS = ("morf", "lerf")
 # (row offset, column offset, weight): direct neighbours 1/6, diagonal ones 1/12 (sum 1)
 NEIGHBOURS = tuple((dy, dx, 1 / 12 if dy and dx else 1 / 6) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
+_WEIGHTS = np.array([weight for _dy, _dx, weight in NEIGHBOURS])
+_OFF_DIAGONAL = np.append(-_WEIGHTS, np.nan)  # by stencil slot; slot 8 marks the diagonal
 
 Map = torch.Tensor | np.ndarray
 
@@ -92,62 +99,139 @@ def _dissection_order(height: int, width: int, leaf: int = 2) -> np.ndarray:
     return order
 
 
-def _linear_system(removed: np.ndarray) -> tuple[sp.csc_matrix, sp.csr_matrix, np.ndarray]:
-    """Matrix ``M`` over the removed pixels and coupling ``K`` to all pixels: ``M x = K @ image``.
+@lru_cache(maxsize=8)
+def _neighbours(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's 8 neighbours as flat indices in :data:`NEIGHBOURS`' order (``H * W``: outside
+    the image), and its total in-image weight (the diagonal of its equation). Shared by every mask."""
+    rows, cols = np.divmod(np.arange(height * width, dtype=np.int32), width)
+    table = np.empty((height * width, len(NEIGHBOURS)), dtype=np.int32)
+    for k, (dy, dx, _weight) in enumerate(NEIGHBOURS):
+        r, c = rows + dy, cols + dx
+        table[:, k] = np.where((r >= 0) & (r < height) & (c >= 0) & (c < width), r * width + c, height * width)
+    total = ((table < height * width) * _WEIGHTS).sum(1)
+    table.flags.writeable = total.flags.writeable = False
+    return table, total
+
+
+@dataclass(frozen=True)
+class _System:
+    """The matrix ``M`` of one mask's imputation, ``M x = b``: its upper triangle in CSR form.
 
     Row i says ``sum_j w_ij * (x_i - v_j) = 0`` over the in-image neighbours j of removed pixel i,
-    i.e. ``x_i`` is their renormalised weighted mean. Unknown neighbours go into ``M``; known ones
-    into ``K`` (columns are flat pixel indices, removed pixels' columns are never used). Unknown i
-    is pixel ``pixels[i]``, numbered in :func:`_dissection_order`.
+    i.e. ``x_i`` is their renormalised weighted mean: ``M`` holds the total weight on the diagonal
+    and ``-w_ij`` for removed neighbours; kept neighbours go to ``b`` (:func:`_kept_sums`). Unknown
+    i is pixel ``pixels[i]``, numbered in :func:`_dissection_order`, which is the elimination order.
     """
+
+    pixels: np.ndarray
+    indptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
+
+
+def _linear_system(removed: np.ndarray) -> _System:
+    """The :class:`_System` of the ``removed`` (H, W) pixels, built from the shared neighbour table."""
     height, width = removed.shape
     flat = removed.ravel()
     order = _dissection_order(height, width)
     pixels = order[flat[order]]
     n = pixels.size
-    unknown_id = np.full(flat.size, -1)
-    unknown_id[pixels] = np.arange(n)
-    rows, cols = np.divmod(pixels, width)
-    diagonal = np.zeros(n)
-    m_rows, m_cols, m_vals, k_rows, k_cols, k_vals = [], [], [], [], [], []
+    rows = np.arange(n, dtype=np.int32)
+    unknown_id = np.full(flat.size + 1, -1, dtype=np.int32)  # -1: kept, or (the last) outside
+    unknown_id[pixels] = rows
+    table, total = _neighbours(height, width)
+    column = unknown_id[table[pixels]]
+    # the upper triangle: removed neighbours numbered after the row, sorted by column, each tagged
+    # with its stencil slot (column * 8 + slot sorts by column); the diagonal comes first
+    slot_bits = 3  # 8 neighbours
+    key = np.where(column > rows[:, None], column << slot_bits | np.arange(8, dtype=np.int32), n << slot_bits)
+    key.sort(axis=1)
+    indices = np.concatenate([rows[:, None], key >> slot_bits], axis=1)
+    present = indices < n
+    indptr = np.concatenate([[0], np.cumsum(present.sum(1))])
+    slot = np.concatenate([np.full((n, 1), 8, dtype=np.int32), key & 7], axis=1)[present]
+    data = np.take(_OFF_DIAGONAL, slot)
+    data[indptr[:-1]] = total[pixels]  # each row's first entry
+    return _System(pixels, indptr, indices[present], data)
+
+
+def _kept_sums(values: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """``(C, H * W)``: each pixel's weighted sum over its kept in-image neighbours (``b`` of
+    :class:`_System`, read at its ``pixels``)."""
+    channels, (height, width) = values.shape[0], removed.shape
+    padded = np.zeros((channels, height + 2, width + 2))
+    padded[:, 1:-1, 1:-1] = values.reshape(channels, height, width) * ~removed
+    sums = np.zeros((channels, height, width))
     for dy, dx, weight in NEIGHBOURS:
-        r, c = rows + dy, cols + dx
-        inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
-        eq = np.flatnonzero(inside)
-        neighbour = r[inside] * width + c[inside]
-        diagonal[eq] += weight
-        also_removed = flat[neighbour]
-        m_rows.append(eq[also_removed])
-        m_cols.append(unknown_id[neighbour[also_removed]])
-        k_rows.append(eq[~also_removed])
-        k_cols.append(neighbour[~also_removed])
-        m_vals.append(np.full(also_removed.sum(), -weight))
-        k_vals.append(np.full((~also_removed).sum(), weight))
-    m_rows.append(np.arange(n))
-    m_cols.append(np.arange(n))
-    m_vals.append(diagonal)
-    matrix = sp.csc_matrix((np.concatenate(m_vals), (np.concatenate(m_rows), np.concatenate(m_cols))), shape=(n, n))
-    coupling = sp.csr_matrix(
-        (np.concatenate(k_vals), (np.concatenate(k_rows), np.concatenate(k_cols))), shape=(n, flat.size)
-    )
-    return matrix, coupling, pixels
+        sums += weight * padded[:, 1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width]
+    return sums.reshape(channels, -1)
+
+
+class _Solver(Protocol):
+    def solve(self, rhs: np.ndarray) -> np.ndarray: ...
+
+
+class _SuperLU:
+    """SciPy's SuperLU on the full matrix, where MKL is missing: an LU without pivoting (the matrix
+    is symmetric positive definite), in the same elimination order, same solution to rounding."""
+
+    def __init__(self, system: _System) -> None:
+        n = system.pixels.size
+        upper = sp.csr_matrix((system.data, system.indices, system.indptr), shape=(n, n))
+        full = (upper + upper.T - sp.diags(upper.diagonal())).tocsc()
+        self.lu = splu(full, permc_spec="NATURAL", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        return self.lu.solve(np.asfortranarray(rhs.T)).T
+
+
+SOLVERS = ("pardiso", "superlu")
+
+
+def default_solver() -> str:
+    """``"pardiso"`` where MKL is installed (x86-64), else ``"superlu"``."""
+    return "pardiso" if pardiso.available() else "superlu"
+
+
+def solver_name(solver: str | None = None) -> str:
+    """The sparse solver ROAD's imputation uses here, with its library's version (the report records it)."""
+    if (solver or default_solver()) == "pardiso":
+        return f"MKL PARDISO (mkl {_version('mkl')})"
+    return f"SuperLU (scipy {_version('scipy')})"
+
+
+def _version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _factorise(system: _System, solver: str) -> _Solver:
+    """A Cholesky factor by MKL's PARDISO, or SuperLU's LU: the same solution to rounding."""
+    if solver == "pardiso":
+        return pardiso.CholeskyFactor(system.indptr, system.indices, system.data)
+    return _SuperLU(system)
 
 
 class _Factorisations:
-    """Sparse LU factors of the imputation systems of masks that come back.
+    """Factors of the imputation systems of masks that come back.
 
     A mask seen once (most maps' masks) is factorised and forgotten; one seen a second time (a
     baseline map shared by every photo of one size, such as the centre prior) is kept, so every
     later photo reuses its factors: one solve instead of a factorisation plus a solve.
     """
 
-    def __init__(self, keep: int = 32, remember: int = 4096) -> None:
+    def __init__(self, keep: int = 32, remember: int = 4096, solver: str | None = None) -> None:
+        if solver is not None and solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, not {solver!r}")
         self.keep, self.remember = keep, remember
+        self.solver = solver  # None: default_solver(), decided at the first factorisation
         self.seen: OrderedDict[bytes, None] = OrderedDict()
-        self.factors: OrderedDict[bytes, tuple[SuperLU, sp.csr_matrix, np.ndarray]] = OrderedDict()
+        self.factors: OrderedDict[bytes, tuple[_Solver, _System]] = OrderedDict()
         self.lock = threading.Lock()
 
-    def get(self, mask: np.ndarray, key: bytes) -> tuple[SuperLU, sp.csr_matrix, np.ndarray]:
+    def get(self, mask: np.ndarray, key: bytes) -> tuple[_Solver, _System]:
         with self.lock:
             if key in self.factors:
                 self.factors.move_to_end(key)
@@ -157,10 +241,8 @@ class _Factorisations:
             self.seen.move_to_end(key)
             while len(self.seen) > self.remember:
                 self.seen.popitem(last=False)
-        matrix, coupling, pixels = _linear_system(mask)
-        # SPD matrix, already well ordered: keep our order, skip pivoting
-        solver = splu(matrix, permc_spec="NATURAL", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
-        entry = (solver, coupling, pixels)
+        system = _linear_system(mask)
+        entry = (_factorise(system, self.solver or default_solver()), system)
         if again:
             with self.lock:
                 self.factors[key] = entry
@@ -194,10 +276,10 @@ def _mask_key(mask: np.ndarray) -> bytes:
 
 def _fill(values: np.ndarray, mask: np.ndarray, key: bytes) -> np.ndarray:
     """The linear imputation (no noise) of ``mask``'s pixels, ``(C, n_removed)`` in raster order."""
-    solver, coupling, pixels = _FACTORISATIONS.get(mask, key)
+    solver, system = _FACTORISATIONS.get(mask, key)
     filled = np.empty((values.shape[0], mask.size))
-    filled[:, pixels] = solver.solve(np.asfortranarray(coupling @ values.T)).T
-    return filled[:, np.sort(pixels)]
+    filled[:, system.pixels] = solver.solve(_kept_sums(values, mask)[:, system.pixels])
+    return filled[:, np.flatnonzero(mask)]
 
 
 def _fills(image: torch.Tensor, masks: Sequence[np.ndarray], workers: int | None = None) -> list[np.ndarray]:
