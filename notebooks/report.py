@@ -40,7 +40,7 @@
 # scikit-image and matplotlib.
 #
 # **Two runs.** `make report-full` runs the whole evaluation (localisation and accuracy on all 1000
-# photos, the sanity check on 50, faithfulness on 300, the variants on 30 at two layers; 37 minutes
+# photos, the sanity check on 50, faithfulness on 300, the variants on 30 at two layers; 30 minutes
 # on two cores in its last run) and commits
 # its numbers to `results/report-full.json`, which this notebook loads. Each section also runs the
 # same code live on a few photos, so you can see it work and change it; the live numbers are noisy,
@@ -652,26 +652,26 @@ print(
 imputation = cost["road_imputation"]
 print(
     f"ROAD's imputation: {imputation['seconds'] / 60:.1f} min for {imputation['masks']} removed sets "
-    f"({imputation['seconds'] / imputation['masks'] * 1000:.0f} ms each)"
+    f"({imputation['seconds'] / imputation['masks'] * 1000:.1f} ms each)"
 )
 
 # %% [markdown]
-# The committed run took 36.8 minutes on this project's two cores (2.21 s per validation photo).
-# The runs before it took 37.2 minutes (prices sampled without a warm-up call) and 34.3 (priced only
-# after the run), and the last run before these changes 56.9; every number in the sections above came
-# out the same in all four. What changed: ROAD's imputations are solved per photo all together, in
-# two threads, equal masks once, and the centre prior's masks, the same on every photo, keep their
-# factorisation (8.7 minutes above for 14 600 removed sets, 36 ms each; before, about 16 minutes at
-# 67 ms each); the network scores in batches of 4 instead of 16, the cheapest size per image in the
-# after-run prices of all three runs; and Score-CAM's masked inputs go in batches of 4 instead of 32.
-# So the run stays under 40 minutes.
+# The committed run took 30.4 minutes on this project's two cores (1.83 s per validation photo);
+# the run before it, of the same code, 32.2, and the last run before ROAD's solver changed 36.8.
+# Every number in the sections above came out the same in all three. What changed: ROAD's
+# imputation systems are factorised by MKL's PARDISO, a sparse Cholesky, instead of SciPy's SuperLU
+# (3.3 minutes above for 14 600 removed sets, 13.5 ms each; 8.7 minutes, 36 ms each, before).
+# `benchmarks/bench_road.py` times both solvers on the same 160 masks in one run: 16.6 against 39.8
+# ms per mask, with fills equal to 1.7e-13. As before, a photo's masks are solved together in two
+# threads, equal masks once, and the centre prior's masks keep their factorisation.
 #
-# It took 1.50 times what its network passes cost batched, so the goal of at most 1.3 is not met.
-# Those prices are medians of 34 samples, each timed after one untimed call. Priced once after the
-# run, the same passes came out slower (Grad-CAM 52.5 ms per image against 38.0), which would give
-# 1.31: one pricing catches one moment of a shared machine's speed, which is why the run samples
-# throughout. Of the 12.2 minutes beyond the passes, ROAD's imputation takes 8.7; the rest is loading
-# photos, ranking pixels, rank correlations and bootstrap intervals.
+# It took 1.30 times what its network passes cost batched (1.3008: just over the goal of at most
+# 1.3); the run before it took 1.23 times its own, and the run before the new solver 1.50. So the
+# goal is at the limit, not reliably met: the prices, medians of 28 samples each timed after one
+# untimed call, move between runs by more than the margin (inference 13.0 ms per image here against
+# 14.5 in the run before, Grad-CAM 20.1 against 24.6). Of the 7.0 minutes beyond the passes, ROAD's
+# imputation takes 3.3; the rest (not broken down) goes to loading photos, ranking pixels, building
+# the perturbed inputs and rank correlations.
 #
 # ## 7. Versions and settings
 #
@@ -697,6 +697,7 @@ print(
             "score_cam_photos",
             "seed",
             "threads",
+            "road_solver",
         )
     },
 )
