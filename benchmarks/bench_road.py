@@ -56,10 +56,14 @@ def workload() -> list[tuple[torch.Tensor, list[np.ndarray]]]:
 def _impute_all(
     work: list[tuple[torch.Tensor, list[np.ndarray]]], solver: str, workers: int
 ) -> tuple[float, list[np.ndarray]]:
+    before = road._FACTORISATIONS
     road._FACTORISATIONS = road._Factorisations(solver=solver)  # nothing kept from another solver or round
-    started = time.perf_counter()
-    fills = [fill for image, masks in work for fill in road._fills(image, masks, workers)]
-    return time.perf_counter() - started, fills
+    try:
+        started = time.perf_counter()
+        fills = [fill for image, masks in work for fill in road._fills(image, masks, workers)]
+        return time.perf_counter() - started, fills
+    finally:
+        road._FACTORISATIONS = before
 
 
 def run(rounds: int, workers: int) -> dict[str, object]:
