@@ -145,9 +145,10 @@ class CholeskyFactor:
         self._iparm = np.zeros(64, dtype=np.int32)
         self._iparm[[0, 4, 23, 34]] = (1, 1, 10, 1)  # own settings; user order; two-level factorisation; 0-based
         self._lock = threading.Lock()
-        _call(lib, self._handle, 12, self._iparm, self.n, self._matrix)  # analysis and factorisation
-        # released when collected or at exit (weakref.finalize runs at exit, before modules go)
+        # released when collected or at exit (weakref.finalize runs at exit, before modules go); set
+        # up first, so that a factorisation that fails still gives back what it allocated
         self._release = weakref.finalize(self, _call, lib, self._handle, -1, self._iparm.copy(), self.n)
+        _call(lib, self._handle, 12, self._iparm, self.n, self._matrix)  # analysis and factorisation
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         """``A^-1`` applied to each row of ``rhs`` (k, n): one forward and one backward pass for all k."""
