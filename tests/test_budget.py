@@ -68,10 +68,20 @@ def test_each_price_sample_is_timed_after_one_untimed_call(effnet):
     calls: list[int] = []
     handle = model.register_forward_pre_hook(lambda _module, inputs: calls.append(int(inputs[0].shape[0])))
     try:
-        sampler = budget.PriceSampler(model, spec.target_layer, budget.PassCounter(), batch=2, scoring_batch=1, size=64)
+        sampler = budget.PriceSampler(
+            model, spec.target_layer, budget.PassCounter(), batch=2, scoring_batch=1, size=64, scored=2
+        )
         sampler.sample()
         sampler.sample()  # later samples too, not only the first
     finally:
         handle.remove()
     # scoring: two batches of one image; Grad-CAM: one batch of two; the input gradient: one image
     assert sorted(calls) == sorted([1, 1, 2, 1] * 4)
+
+
+def test_prices_default_to_the_batches_the_evaluation_runs(effnet):
+    """Grad-CAM is priced in the localisation's batches and scoring in the scorer's, 16 images per sample."""
+    model, spec = effnet
+    sampler = budget.PriceSampler(model, spec.target_layer, budget.PassCounter())
+    assert (sampler.batch, sampler.scoring_batch) == (faithfulness.GRADCAM_BATCH, faithfulness.SCORING_BATCH)
+    assert sampler.x.shape[0] == 16

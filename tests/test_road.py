@@ -168,6 +168,68 @@ def test_road_inputs_change_exactly_the_selected_pixels():
         road.road_inputs(image, saliency[:8], [10], "morf")
 
 
+@pytest.mark.parametrize("shape, share", [((13, 17), 0.5), ((13, 17), 0.97), ((9, 6), 0.2), ((30, 30), 0.7)])
+def test_the_linear_system_is_its_definition_in_dissection_order(shape, share):
+    """Upper-triangle CSR of the imputation matrix, against a dense matrix written from the definition."""
+    height, width = shape
+    removed = np.random.default_rng(7).random(shape) < share
+    system = road._linear_system(removed)
+    order = road._dissection_order(height, width)
+    assert np.array_equal(system.pixels, order[removed.ravel()[order]])  # removed pixels, in the order
+    dense = np.zeros((system.pixels.size, system.pixels.size))
+    where = {int(pixel): i for i, pixel in enumerate(system.pixels)}
+    for i, pixel in enumerate(system.pixels):
+        y, x = divmod(int(pixel), width)
+        for (dy, dx), w in WEIGHTS.items():
+            if 0 <= y + dy < height and 0 <= x + dx < width:
+                dense[i, i] += w
+                j = where.get((y + dy) * width + x + dx)
+                if j is not None:
+                    dense[i, j] = -w
+    n = system.pixels.size
+    rows = [system.indices[system.indptr[i] : system.indptr[i + 1]] for i in range(n)]
+    assert all(row[0] == i and np.all(np.diff(row) > 0) for i, row in enumerate(rows))  # diagonal first, sorted
+    got = np.zeros_like(dense)
+    for i, row in enumerate(rows):
+        got[i, row] = system.data[system.indptr[i] : system.indptr[i + 1]]
+    np.testing.assert_array_equal(got, np.triu(dense))
+    np.testing.assert_array_equal(dense, dense.T)
+
+
+def test_rankings_passed_in_give_the_same_inputs_and_scores():
+    """Deletion, insertion and ROAD rank the same maps: a caller may rank once and pass the ranks."""
+    rng = np.random.default_rng(5)
+    image = torch.from_numpy(rng.normal(size=(3, 24, 20)).astype(np.float32))
+    maps = [rng.random((24, 20)), np.zeros((24, 20))]
+    ranks = [faithfulness.saliency_rank(m, 3) for m in maps]
+
+    def model(x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([x.mean((1, 2, 3)), x[:, 0, :12].mean((1, 2)), x[:, 1].amax((1, 2))], dim=1)
+
+    mine = road.road_scores(model, image, maps, 1, [20, 70], seed=3, ranks=ranks)
+    theirs = road.road_scores(model, image, maps, 1, [20, 70], seed=3)
+    assert all(np.array_equal(mine[order], theirs[order]) for order in road.ORDERS)
+    curves = faithfulness.perturbation_curves(model, image, maps, 1, steps=4, seed=3, ranks=ranks)
+    plain = faithfulness.perturbation_curves(model, image, maps, 1, steps=4, seed=3)
+    assert np.array_equal(curves.deletion, plain.deletion) and np.array_equal(curves.insertion, plain.insertion)
+    # the ranks, not the maps, pick the pixels: the reversed map's ranks give the reversed map's scores
+    reversed_ranks = [faithfulness.saliency_rank(-maps[0], 3)]
+    flipped = road.road_scores(model, image, maps[:1], 1, [20, 70], seed=3, ranks=reversed_ranks)
+    assert np.array_equal(flipped["morf"], road.road_scores(model, image, [-maps[0]], 1, [20, 70], seed=3)["morf"])
+    flipped_curves = faithfulness.perturbation_curves(model, image, maps[:1], 1, steps=4, seed=3, ranks=reversed_ranks)
+    assert np.array_equal(
+        flipped_curves.deletion, faithfulness.perturbation_curves(model, image, [-maps[0]], 1, 4, 3).deletion
+    )
+    with pytest.raises(ValueError, match="2 maps"):
+        road.road_scores(model, image, maps, 1, [20], ranks=ranks[:1])
+    with pytest.raises(ValueError, match="2 maps"):
+        faithfulness.perturbation_curves(model, image, maps, 1, steps=4, ranks=ranks[:1])
+    with pytest.raises(ValueError, match="does not fit"):
+        road.road_scores(model, image, maps[:1], 1, [20], ranks=[ranks[0][:-1]])
+    with pytest.raises(ValueError, match="pixels"):
+        faithfulness.perturbation_curves(model, image, maps[:1], 1, steps=4, ranks=[ranks[0][:-1]])
+
+
 def one_at_a_time(image, saliencies, percentages, seed, orders=road.ORDERS, noise_std=road.NOISE_STD):
     """road_scores' inputs built the plain way: one impute per mask, one generator per map and order."""
     out = []

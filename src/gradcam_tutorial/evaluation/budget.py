@@ -84,18 +84,20 @@ def price(
     model: nn.Module,
     layer: str,
     size: int = 224,
-    batch: int = 16,
+    batch: int | None = None,
     repeats: int = 5,
     warmup: int = 2,
     scoring_batch: int | None = None,
+    scored: int = 16,
 ) -> dict[str, float]:
     """Seconds per image of each kind, each timed batched the way the evaluation runs it: Grad-CAM
-    in batches of ``batch``, no-gradient scoring in batches of ``scoring_batch`` (default
+    in batches of ``batch`` (default :data:`~gradcam_tutorial.evaluation.faithfulness.GRADCAM_BATCH`),
+    ``scored`` images of no-gradient scoring in batches of ``scoring_batch`` (default
     :data:`~gradcam_tutorial.evaluation.faithfulness.SCORING_BATCH`), gradients one image at a time."""
-    from .faithfulness import SCORING_BATCH, channels_last_copy
+    from .faithfulness import GRADCAM_BATCH, SCORING_BATCH, channels_last_copy
 
-    scoring_batch = scoring_batch or SCORING_BATCH
-    x = torch.randn(max(batch, scoring_batch), 3, size, size, generator=torch.Generator().manual_seed(0))
+    batch, scoring_batch = batch or GRADCAM_BATCH, scoring_batch or SCORING_BATCH
+    x = torch.randn(max(batch, scored), 3, size, size, generator=torch.Generator().manual_seed(0))
     return _time_kinds(model, channels_last_copy(model), layer, x, batch, scoring_batch, repeats, warmup, repeats * 2)
 
 
@@ -130,10 +132,12 @@ class PriceSampler:
     speed drifts, and a slow moment makes every pass look dear and the rest look cheap. Sampled
     every ``every`` seconds through the run, the median price is what a pass cost under the load
     the run itself saw. Each sample times ``scoring_batch``-image batches of no-gradient scoring
-    (``batch`` images in all), one Grad-CAM batch of ``batch`` and one input gradient, each after
+    (``scored`` images in all), one Grad-CAM batch of ``batch`` and one input gradient, each after
     one untimed call: the run makes its passes in warm loops of one shape, while a sample taken
     between them, after other shapes, would pay oneDNN's set-up again (in the full run of
     2026-11-30, sampled cold, Grad-CAM's batch cost 117 ms per image; warm after the run, 38 ms).
+    Batch sizes default to the evaluation's own (:data:`~.faithfulness.GRADCAM_BATCH`,
+    :data:`~.faithfulness.SCORING_BATCH`).
     """
 
     def __init__(
@@ -142,17 +146,18 @@ class PriceSampler:
         layer: str,
         counts: PassCounter,
         every: float = 60.0,
-        batch: int = 16,
+        batch: int | None = None,
         scoring_batch: int | None = None,
         size: int = 224,
+        scored: int = 16,
     ) -> None:
-        from .faithfulness import SCORING_BATCH, channels_last_copy
+        from .faithfulness import GRADCAM_BATCH, SCORING_BATCH, channels_last_copy
 
-        self.model, self.layer, self.counts, self.every, self.batch = model, layer, counts, every, batch
-        self.scoring_batch = scoring_batch or SCORING_BATCH
+        self.model, self.layer, self.counts, self.every = model, layer, counts, every
+        self.batch, self.scoring_batch = batch or GRADCAM_BATCH, scoring_batch or SCORING_BATCH
         with counts.paused():
             self.scorer = channels_last_copy(model)
-        self.x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+        self.x = torch.randn(max(self.batch, scored), 3, size, size, generator=torch.Generator().manual_seed(0))
         self.samples: dict[str, list[float]] = {kind: [] for kind in KINDS}
         self.seconds = 0.0  # wall time spent pricing: not part of the evaluation
         self.last = float("-inf")

@@ -37,6 +37,10 @@ BLUR_SIGMA = 5.0
 # report-full prices batches of 1, 4, 8 and 16 after its run ("cost" -> "inference_by_batch").
 # The probabilities do not depend on the batch size.
 SCORING_BATCH = 4
+# Images per Grad-CAM batch (a forward pass and one walk back): 14-19 ms per image in batches of 4,
+# 23-27 ms in batches of 16 and 30-37 ms in batches of 25 at the layers the report compares (two
+# cores, timed 2026-12-01). Bigger batches overflow the CPU's caches.
+GRADCAM_BATCH = 4
 
 
 # --- deletion / insertion ------------------------------------------------------------------------
@@ -135,23 +139,29 @@ def perturbation_curves(
     deletion_baseline: torch.Tensor | None = None,
     insertion_start: torch.Tensor | None = None,
     chunk: int = SCORING_BATCH,
+    ranks: Sequence[torch.Tensor] | None = None,
 ) -> PerturbationCurves:
     """Deletion and insertion curves of several maps for one input ``x`` (C, H, W), batched.
 
     Each saliency map must have ``x``'s spatial size. The endpoints (untouched input, fully removed,
     fully blurred) are the same for every map, so they are computed once. Defaults: removed pixels
-    become 0 in the normalised input, insertion starts from :func:`blurred`.
+    become 0 in the normalised input, insertion starts from :func:`blurred`. ``ranks``: each map's
+    ``saliency_rank(map, seed)``, when the caller has them already (ROAD ranks the same maps).
     """
     x = x.squeeze(0) if x.dim() == 4 else x
     removed = torch.zeros_like(x) if deletion_baseline is None else deletion_baseline.reshape(x.shape)
     start = blurred(x) if insertion_start is None else insertion_start.reshape(x.shape)
+    if ranks is not None and len(ranks) != len(saliencies):
+        raise ValueError(f"{len(ranks)} ranks for {len(saliencies)} maps")
     interior = []
     for index, saliency in enumerate(saliencies):
         if tuple(np.shape(saliency)) != tuple(x.shape[-2:]):
             raise ValueError(
                 f"saliency map {index} has shape {tuple(np.shape(saliency))}, input is {tuple(x.shape[-2:])}"
             )
-        rank = saliency_rank(saliency, seed)
+        rank = saliency_rank(saliency, seed) if ranks is None else ranks[index]
+        if rank.numel() != x.shape[-2] * x.shape[-1]:
+            raise ValueError(f"rank {index} has {rank.numel()} pixels, input has {x.shape[-2] * x.shape[-1]}")
         # deletion: ranked pixels taken from the baseline; insertion: ranked pixels taken from x
         interior.append(perturbed_inputs(removed, x, rank, steps)[1:-1])
         interior.append(perturbed_inputs(x, start, rank, steps)[1:-1])

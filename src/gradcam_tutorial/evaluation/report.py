@@ -59,7 +59,7 @@ def top_k_accuracy(
     spec: ModelSpec,
     photos: Sequence[Sample | ValPhoto],
     k: int = 5,
-    batch: int = 50,
+    batch: int = faithfulness.SCORING_BATCH,
     undo_stretch: bool = False,
 ) -> tuple[float, float]:
     """Top-1 and top-``k`` accuracy on ``photos`` with the model's own preprocessing.
@@ -67,7 +67,8 @@ def top_k_accuracy(
     ``undo_stretch`` first gives each validation photo back its original aspect ratio
     (:func:`~gradcam_tutorial.images.restore_aspect`), so that Resize + CenterCrop sees the shapes
     the model was trained on rather than the mirror's 227x227 squash. Scoring runs on a
-    channels-last copy of the model (1.6x less CPU time for EfficientNet-Lite0, same logits).
+    channels-last copy of the model (1.6x less CPU time for EfficientNet-Lite0, same logits), in
+    batches of :data:`~.faithfulness.SCORING_BATCH` (larger ones cost more per photo on a CPU).
     """
     if not photos:
         raise ValueError("no photos to score")
@@ -142,7 +143,7 @@ def evaluate_localisation(
     photos: Sequence[ValPhoto],
     layers: Sequence[str],
     seed: int = 0,
-    batch: int = 25,
+    batch: int = faithfulness.GRADCAM_BATCH,
     progress: Callable[[int], object] | None = None,
     variants: Sequence[str] = (),
 ) -> Localisation:
@@ -330,13 +331,16 @@ def evaluate_faithfulness(
         random = torch.from_numpy(resize_heatmap(baselines.random_map(small, seed + sample.class_index), size))
         center = torch.from_numpy(baselines.center_map(size))
         maps = [gradcam, last_conv, random, center]
-        curves = faithfulness.perturbation_curves(scorer, x[0], maps, sample.class_index, steps=steps, seed=seed)
+        ranks = [faithfulness.saliency_rank(m, seed) for m in maps]  # one ranking for deletion, insertion, ROAD
+        curves = faithfulness.perturbation_curves(
+            scorer, x[0], maps, sample.class_index, steps=steps, seed=seed, ranks=ranks
+        )
         deletion.append(curves.deletion)
         insertion.append(curves.insertion)
         full.append(probability)
         explained.append(faithfulness.masked_probabilities(scorer, x[0], maps, sample.class_index))
         if road_percentages:
-            scores = road.road_scores(scorer, x[0], maps, sample.class_index, road_percentages, seed=seed)
+            scores = road.road_scores(scorer, x[0], maps, sample.class_index, road_percentages, seed=seed, ranks=ranks)
             morf.append(scores["morf"])
             lerf.append(scores["lerf"])
         if progress is not None:

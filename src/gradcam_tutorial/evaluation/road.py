@@ -63,7 +63,6 @@ ORDERS = ("morf", "lerf")
 # (row offset, column offset, weight): direct neighbours 1/6, diagonal ones 1/12 (sum 1)
 NEIGHBOURS = tuple((dy, dx, 1 / 12 if dy and dx else 1 / 6) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
 _WEIGHTS = np.array([weight for _dy, _dx, weight in NEIGHBOURS])
-_OFF_DIAGONAL = np.append(-_WEIGHTS, np.nan)  # by stencil slot; slot 8 marks the diagonal
 
 Map = torch.Tensor | np.ndarray
 
@@ -129,30 +128,47 @@ class _System:
     data: np.ndarray
 
 
+@lru_cache(maxsize=8)
+def _upper_rows(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every mask's matrix row of each pixel, before the mask: the pixel itself, then its in-image
+    neighbours that come after it in :func:`_dissection_order`, sorted by that order (``H * W``
+    pads the rest), ``(H * W, 9)``; and their entries, the total weight then the negated weights.
+
+    Removing pixels renumbers the rest but keeps their order, so one sort serves every mask.
+    """
+    table, total = _neighbours(height, width)
+    position = np.empty(height * width + 1, dtype=np.int64)
+    position[_dissection_order(height, width)] = np.arange(height * width)
+    position[-1] = height * width  # outside: after everything
+    after = position[table]
+    after = np.where(after > position[: height * width, None], after, height * width)  # earlier or outside: pad
+    by_position = np.argsort(after, axis=1, kind="stable")
+    later = np.where(
+        np.take_along_axis(after, by_position, 1) < height * width,
+        np.take_along_axis(table, by_position, 1),
+        height * width,
+    )
+    columns = np.concatenate([np.arange(height * width)[:, None], later], axis=1).astype(np.int32)
+    entries = np.concatenate([total[:, None], -_WEIGHTS[by_position]], axis=1)
+    columns.flags.writeable = entries.flags.writeable = False
+    return columns, entries
+
+
 def _linear_system(removed: np.ndarray) -> _System:
-    """The :class:`_System` of the ``removed`` (H, W) pixels, built from the shared neighbour table."""
+    """The :class:`_System` of the ``removed`` (H, W) pixels, built from the shared tables of
+    :func:`_upper_rows`: a row keeps its removed entries, in the unknowns' numbering."""
     height, width = removed.shape
     flat = removed.ravel()
     order = _dissection_order(height, width)
     pixels = order[flat[order]]
     n = pixels.size
-    rows = np.arange(n, dtype=np.int32)
     unknown_id = np.full(flat.size + 1, -1, dtype=np.int32)  # -1: kept, or (the last) outside
-    unknown_id[pixels] = rows
-    table, total = _neighbours(height, width)
-    column = unknown_id[table[pixels]]
-    # the upper triangle: removed neighbours numbered after the row, sorted by column, each tagged
-    # with its stencil slot (column * 8 + slot sorts by column); the diagonal comes first
-    slot_bits = 3  # 8 neighbours
-    key = np.where(column > rows[:, None], column << slot_bits | np.arange(8, dtype=np.int32), n << slot_bits)
-    key.sort(axis=1)
-    indices = np.concatenate([rows[:, None], key >> slot_bits], axis=1)
-    present = indices < n
-    indptr = np.concatenate([[0], np.cumsum(present.sum(1))])
-    slot = np.concatenate([np.full((n, 1), 8, dtype=np.int32), key & 7], axis=1)[present]
-    data = np.take(_OFF_DIAGONAL, slot)
-    data[indptr[:-1]] = total[pixels]  # each row's first entry
-    return _System(pixels, indptr, indices[present], data)
+    unknown_id[pixels] = np.arange(n, dtype=np.int32)
+    table, entries = _upper_rows(height, width)
+    columns = unknown_id[table[pixels]]  # (n, 9): the diagonal first, then increasing columns
+    stored = np.flatnonzero(columns >= 0)  # flat positions of the entries the CSR form stores
+    indptr = np.searchsorted(stored, np.arange(0, columns.size + 1, columns.shape[1]))
+    return _System(pixels, indptr, columns.ravel()[stored], entries[pixels].ravel()[stored])
 
 
 def _kept_sums(values: np.ndarray, removed: np.ndarray) -> np.ndarray:
@@ -355,14 +371,20 @@ def removed_masks(saliency: Map, percentages: Sequence[float], order: str, seed:
     The order is :func:`saliency_rank`'s, so ties fall in a seeded random order and both orders use
     the same tie-break: MoRF at p and LeRF at 100 - p remove complementary sets.
     """
+    return _ranked_masks(saliency_rank(saliency, seed), np.shape(saliency), percentages, order)
+
+
+def _ranked_masks(rank: torch.Tensor, shape: tuple[int, ...], percentages: Sequence[float], order: str) -> torch.Tensor:
+    """:func:`removed_masks` from the map's :func:`saliency_rank` (flat), for a map of ``shape``."""
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, not {order!r}")
-    rank = saliency_rank(saliency, seed)
     n = rank.numel()
+    if n != int(np.prod(shape)):
+        raise ValueError(f"a rank of {n} pixels does not fit a map of shape {tuple(shape)}")
     if order == "lerf":
         rank = n - 1 - rank
     counts = torch.tensor([removal_count(n, p) for p in percentages], dtype=rank.dtype)
-    return (rank[None, :] < counts[:, None]).reshape(len(counts), *np.shape(saliency))
+    return (rank[None, :] < counts[:, None]).reshape(len(counts), *shape)
 
 
 def road_inputs(
@@ -388,17 +410,22 @@ def _road_batch(
     orders: Sequence[str],
     noise_std: float,
     seed: int,
+    ranks: Sequence[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """:func:`road_inputs` for every saliency and order, concatenated; all imputations solved together."""
     image = image.squeeze(0) if image.dim() == 4 else image
     for saliency in saliencies:
         if tuple(np.shape(saliency)) != tuple(image.shape[-2:]):
             raise ValueError(f"saliency map has shape {tuple(np.shape(saliency))}, input is {tuple(image.shape[-2:])}")
+    if ranks is None:
+        ranks = [saliency_rank(saliency, seed) for saliency in saliencies]
+    elif len(ranks) != len(saliencies):
+        raise ValueError(f"{len(ranks)} ranks for {len(saliencies)} maps")
     masks = [
         _check_mask(image, mask)
-        for saliency in saliencies
+        for rank in ranks
         for order in orders
-        for mask in removed_masks(saliency, percentages, order, seed).numpy()
+        for mask in _ranked_masks(rank, tuple(image.shape[-2:]), percentages, order).numpy()
     ]
     fills = _fills(image, masks)
     copies = []
@@ -418,13 +445,15 @@ def road_scores(
     noise_std: float = NOISE_STD,
     seed: int = 0,
     chunk: int = SCORING_BATCH,
+    ranks: Sequence[torch.Tensor] | None = None,
 ) -> dict[str, np.ndarray]:
     """Class probabilities after ROAD removal: ``{"morf": (n_maps, n_pct), "lerf": (n_maps, n_pct)}``.
 
     ``model`` should be in eval mode; :func:`~gradcam_tutorial.evaluation.faithfulness.channels_last_copy` of it is
-    faster on CPU. All imputed inputs are scored in batches of ``chunk``.
+    faster on CPU. All imputed inputs are scored in batches of ``chunk``. ``ranks``: each map's
+    ``saliency_rank(map, seed)``, when the caller has them already (deletion and insertion rank too).
     """
-    batch = _road_batch(image, saliencies, percentages, ORDERS, noise_std, seed)
+    batch = _road_batch(image, saliencies, percentages, ORDERS, noise_std, seed, ranks)
     probs = class_probabilities(model, batch, class_idx, chunk).reshape(len(saliencies), len(ORDERS), len(percentages))
     return {order: probs[:, i] for i, order in enumerate(ORDERS)}
 

@@ -98,8 +98,13 @@ def evaluate_variants(
         near = localisation.box_mask(image.size, photo.original_size, photo.boxes, localisation.TOLERANCE)
         maps = {v: torch.from_numpy(resize_heatmap(small[v], size)) for v in used}
         scored = [maps[v] for v in distinct]
-        curves = faithfulness.perturbation_curves(scorer, x[0], scored, photo.class_index, steps=steps, seed=seed)
-        gaps = road.road_gap(road.road_scores(scorer, x[0], scored, photo.class_index, road_percentages, seed=seed))
+        ranks = [faithfulness.saliency_rank(m, seed) for m in scored]
+        curves = faithfulness.perturbation_curves(
+            scorer, x[0], scored, photo.class_index, steps=steps, seed=seed, ranks=ranks
+        )
+        gaps = road.road_gap(
+            road.road_scores(scorer, x[0], scored, photo.class_index, road_percentages, seed=seed, ranks=ranks)
+        )
         for variant in used:
             index = distinct.index(variant) if variant in distinct else 0  # 0: Grad-CAM's own scores
             placed = heatmap_on_photo(small[variant], image.size, pixel_box)
