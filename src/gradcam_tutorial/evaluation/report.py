@@ -31,7 +31,7 @@ from ..images import demo_grid, load_image, restore_aspect
 from ..methods import CAM_METHODS, compute_methods
 from ..models import ModelSpec, create_model
 from ..viz import heatmap_on_photo, resize_heatmap
-from . import baselines, faithfulness, localisation, saliency, stats
+from . import allocator, baselines, faithfulness, localisation, saliency, stats
 from . import variants as variant_comparison
 from .sanity import cascading_randomisation, randomisation_stages, rank_correlation, structural_similarity
 
@@ -909,6 +909,7 @@ def run(
         "versions": versions(),
         "threads": torch.get_num_threads(),
         "road_solver": road.solver_name(),
+        "malloc_keeps_freed_memory": allocator.kept(),
         "input_sha256": {
             "all": input_list_sha256(photos),
             "faithfulness": input_list_sha256(faith_photos),
@@ -965,6 +966,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    allocator.keep_freed_memory()  # no page faults at every pass (see .allocator)
     config = FullRunConfig(
         val_photos=args.val_photos,
         faith_photos=args.faith_photos,
