@@ -66,6 +66,21 @@ def saliency_rank(saliency: torch.Tensor | np.ndarray, seed: int = 0) -> torch.T
     return rank
 
 
+def map_ranks(
+    saliencies: Sequence[torch.Tensor | np.ndarray], seed: int = 0, ranks: Sequence[torch.Tensor] | None = None
+) -> list[torch.Tensor]:
+    """Each map's :func:`saliency_rank`, or the caller's ``ranks`` of them once checked to fit the maps."""
+    if ranks is None:
+        return [saliency_rank(saliency, seed) for saliency in saliencies]
+    if len(ranks) != len(saliencies):
+        raise ValueError(f"{len(ranks)} ranks for {len(saliencies)} maps")
+    for index, (rank, saliency) in enumerate(zip(ranks, saliencies, strict=True)):
+        pixels = int(np.prod(np.shape(saliency)))  # np.size would call a tensor's own size()
+        if rank.numel() != pixels:
+            raise ValueError(f"rank {index} has {rank.numel()} pixels and does not fit its map of {pixels}")
+    return list(ranks)
+
+
 def step_counts(n_pixels: int, steps: int) -> torch.Tensor:
     """How many pixels are changed at each of the ``steps + 1`` points (0 .. all)."""
     return torch.round(torch.linspace(0, n_pixels, steps + 1)).long()
@@ -151,17 +166,13 @@ def perturbation_curves(
     x = x.squeeze(0) if x.dim() == 4 else x
     removed = torch.zeros_like(x) if deletion_baseline is None else deletion_baseline.reshape(x.shape)
     start = blurred(x) if insertion_start is None else insertion_start.reshape(x.shape)
-    if ranks is not None and len(ranks) != len(saliencies):
-        raise ValueError(f"{len(ranks)} ranks for {len(saliencies)} maps")
-    interior = []
     for index, saliency in enumerate(saliencies):
         if tuple(np.shape(saliency)) != tuple(x.shape[-2:]):
             raise ValueError(
                 f"saliency map {index} has shape {tuple(np.shape(saliency))}, input is {tuple(x.shape[-2:])}"
             )
-        rank = saliency_rank(saliency, seed) if ranks is None else ranks[index]
-        if rank.numel() != x.shape[-2] * x.shape[-1]:
-            raise ValueError(f"rank {index} has {rank.numel()} pixels, input has {x.shape[-2] * x.shape[-1]}")
+    interior = []
+    for rank in map_ranks(saliencies, seed, ranks):
         # deletion: ranked pixels taken from the baseline; insertion: ranked pixels taken from x
         interior.append(perturbed_inputs(removed, x, rank, steps)[1:-1])
         interior.append(perturbed_inputs(x, start, rank, steps)[1:-1])

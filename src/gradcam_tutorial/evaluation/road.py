@@ -56,7 +56,7 @@ from scipy.sparse.linalg import splu
 from torch import nn
 
 from . import pardiso
-from .faithfulness import SCORING_BATCH, class_probabilities, saliency_rank
+from .faithfulness import SCORING_BATCH, class_probabilities, map_ranks, saliency_rank
 
 NOISE_STD = 0.01
 ORDERS = ("morf", "lerf")
@@ -379,8 +379,6 @@ def _ranked_masks(rank: torch.Tensor, shape: tuple[int, ...], percentages: Seque
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, not {order!r}")
     n = rank.numel()
-    if n != int(np.prod(shape)):
-        raise ValueError(f"a rank of {n} pixels does not fit a map of shape {tuple(shape)}")
     if order == "lerf":
         rank = n - 1 - rank
     counts = torch.tensor([removal_count(n, p) for p in percentages], dtype=rank.dtype)
@@ -417,13 +415,9 @@ def _road_batch(
     for saliency in saliencies:
         if tuple(np.shape(saliency)) != tuple(image.shape[-2:]):
             raise ValueError(f"saliency map has shape {tuple(np.shape(saliency))}, input is {tuple(image.shape[-2:])}")
-    if ranks is None:
-        ranks = [saliency_rank(saliency, seed) for saliency in saliencies]
-    elif len(ranks) != len(saliencies):
-        raise ValueError(f"{len(ranks)} ranks for {len(saliencies)} maps")
     masks = [
         _check_mask(image, mask)
-        for rank in ranks
+        for rank in map_ranks(saliencies, seed, ranks)
         for order in orders
         for mask in _ranked_masks(rank, tuple(image.shape[-2:]), percentages, order).numpy()
     ]
