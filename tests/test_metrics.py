@@ -119,6 +119,42 @@ def test_curve_endpoints_are_shared_and_exact():
     np.testing.assert_allclose(curves.insertion[:, -1], full, atol=1e-5)
 
 
+@pytest.mark.parametrize(("steps", "chunk"), [(8, 4), (5, 3), (1, 4)])
+def test_curves_score_each_perturbed_input_once_in_order_and_in_chunks(steps, chunk):
+    """The scorer sees the three endpoints, then per map deletion's and insertion's inner steps,
+    exactly as :func:`perturbed_inputs` makes them (bit for bit), ``chunk`` at a time."""
+    seen: list[torch.Tensor] = []
+
+    def recording(batch: torch.Tensor) -> torch.Tensor:
+        assert batch.shape[0] <= chunk
+        seen.append(batch.clone())
+        return LinearModel()(batch)
+
+    generator = np.random.default_rng(2)
+    x = torch.from_numpy(generator.random((3, SIDE, SIDE))).float()
+    maps = [torch.from_numpy(generator.random((SIDE, SIDE))), np.zeros((SIDE, SIDE))]  # the second: all ties
+    curves = faithfulness.perturbation_curves(recording, x, maps, 0, steps=steps, seed=4, chunk=chunk)
+    removed, start = torch.zeros_like(x), faithfulness.blurred(x)
+    expected = [x, removed, start]
+    for saliency in maps:
+        rank = faithfulness.saliency_rank(saliency, seed=4)
+        expected += [*faithfulness.perturbed_inputs(removed, x, rank, steps)[1:-1]]
+        expected += [*faithfulness.perturbed_inputs(x, start, rank, steps)[1:-1]]
+    scored = torch.cat(seen)
+    assert [len(batch) for batch in seen[:-1]] == [chunk] * (len(seen) - 1)
+    assert torch.equal(scored, torch.stack(expected))
+    assert curves.deletion.shape == curves.insertion.shape == (2, steps + 1)
+
+
+def test_perturbed_inputs_step_from_start_to_x():
+    x, start = torch.ones(3, 2, 3), torch.zeros(3, 2, 3)
+    rank = torch.tensor([4, 0, 5, 1, 3, 2])
+    inputs = faithfulness.perturbed_inputs(x, start, rank, steps=2)
+    assert torch.equal(inputs[0], start) and torch.equal(inputs[-1], x)
+    # step 1 of 2: the 3 first-ranked pixels (ranks 0, 1, 2) come from x
+    np.testing.assert_array_equal(inputs[1, 0].numpy(), [[0, 1, 0], [1, 0, 1]])
+
+
 def test_curve_auc_of_known_shapes():
     assert faithfulness.curve_auc(np.ones(5)) == pytest.approx(1.0)
     assert faithfulness.curve_auc(np.linspace(0, 1, 9)) == pytest.approx(0.5)

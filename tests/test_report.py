@@ -177,6 +177,22 @@ def test_results_have_the_keys_the_issue_lists(produced):
     imputation = cost["road_imputation"]
     assert imputation["masks"] >= N_PHOTOS * 4 * 2 * 5 and 0 < imputation["solved"] <= imputation["masks"]
     assert 0 < imputation["seconds"] < stages["faithfulness"] + stages["variants"]
+    # each stage's passes, budget and imputation: they add up to the run's, and only ROAD imputes
+    by_stage = cost["stages"]
+    assert list(by_stage) == list(stages)
+    for kind, count in cost["forward_counts"].items():
+        assert sum(stage["forward_counts"][kind] for stage in by_stage.values()) == count, kind
+    assert by_stage["loading"]["forward_counts"] == {"inference": 0, "gradcam": 0, "input_gradient": 0}
+    assert by_stage["sanity"]["forward_counts"]["input_gradient"] > 0  # Guided Backprop and the gradient
+    assert sum(s["forward_budget_seconds"] for s in by_stage.values()) == pytest.approx(
+        cost["forward_budget_seconds"], abs=1e-3
+    )
+    for name in ("loading", "accuracy_and_localisation", "sanity"):
+        assert by_stage[name]["road_imputation_seconds"] == 0, name
+    imputed = by_stage["faithfulness"]["road_imputation_seconds"] + by_stage["variants"]["road_imputation_seconds"]
+    assert imputed == pytest.approx(imputation["seconds"], abs=1e-3)
+    for name in ("faithfulness", "variants"):
+        assert 0 < by_stage[name]["road_imputation_seconds"] < stages[name] + 1e-3, name
     assert set(cost["inference_by_batch"]) == {"1", "4", "8", "16"}
     # priced during the run (at least the sample before it starts), and once after it for comparison
     assert cost["price_samples"] >= 1 and set(cost["seconds_per_image"]) == set(cost["seconds_per_image_after_run"])

@@ -86,15 +86,21 @@ def step_counts(n_pixels: int, steps: int) -> torch.Tensor:
     return torch.round(torch.linspace(0, n_pixels, steps + 1)).long()
 
 
+def perturbed_input(
+    x: torch.Tensor, start: torch.Tensor, rank: torch.Tensor, count: int | torch.Tensor
+) -> torch.Tensor:
+    """``start`` (C, H, W) with its ``count`` first ranked pixels taken from ``x``."""
+    chosen = (rank < count).reshape(1, *x.shape[-2:]).to(x.dtype)
+    return start * (1 - chosen) + x * chosen
+
+
 def perturbed_inputs(x: torch.Tensor, start: torch.Tensor, rank: torch.Tensor, steps: int) -> torch.Tensor:
     """``(steps + 1, C, H, W)`` inputs where the first k-th share of ranked pixels come from ``x``.
 
     Deletion is ``perturbed_inputs(baseline, x, ...)`` read as "pixels replaced by the baseline";
     insertion is ``perturbed_inputs(x, blurred, ...)``: ``start`` is the picture at fraction 0.
     """
-    counts = step_counts(rank.numel(), steps)
-    chosen = (rank[None, :] < counts[:, None]).reshape(steps + 1, 1, *x.shape[-2:]).to(x.dtype)
-    return start[None] * (1 - chosen) + x[None] * chosen
+    return torch.stack([perturbed_input(x, start, rank, count) for count in step_counts(rank.numel(), steps)])
 
 
 def class_probabilities(
@@ -108,10 +114,23 @@ def class_probabilities(
     Inputs go in channels-last layout: with a model converted by :func:`channels_last_copy` that is
     about 1.5x less CPU for depthwise-convolution networks, and any model accepts it.
     """
+    return _probabilities(model, inputs.shape[0], lambda start, stop: inputs[start:stop], class_idx, chunk)
+
+
+def _probabilities(
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
+    n: int,
+    images: Callable[[int, int], torch.Tensor],
+    class_idx: int,
+    chunk: int,
+) -> np.ndarray:
+    """:func:`class_probabilities` of ``n`` inputs that ``images(start, stop)`` makes a batch at a
+    time, so that a long series of inputs never sits in memory whole."""
     out = []
     with torch.inference_mode():
-        for start in range(0, inputs.shape[0], chunk):
-            logits = model(inputs[start : start + chunk].contiguous(memory_format=torch.channels_last))
+        for start in range(0, n, chunk):
+            batch = images(start, min(start + chunk, n))
+            logits = model(batch.contiguous(memory_format=torch.channels_last))
             out.append(torch.softmax(logits.float(), dim=1)[:, class_idx])
     return torch.cat(out).cpu().numpy().astype(np.float64)
 
@@ -171,13 +190,25 @@ def perturbation_curves(
             raise ValueError(
                 f"saliency map {index} has shape {tuple(np.shape(saliency))}, input is {tuple(x.shape[-2:])}"
             )
-    interior = []
-    for rank in map_ranks(saliencies, seed, ranks):
-        # deletion: ranked pixels taken from the baseline; insertion: ranked pixels taken from x
-        interior.append(perturbed_inputs(removed, x, rank, steps)[1:-1])
-        interior.append(perturbed_inputs(x, start, rank, steps)[1:-1])
-    batch = torch.cat([torch.stack([x, removed, start]), *interior])
-    probs = class_probabilities(model, batch, class_idx, chunk)
+    # the inputs in scoring order: the three endpoints, then per map deletion's and insertion's
+    # inner steps (deletion: ranked pixels taken from the baseline; insertion: ranked pixels taken
+    # from x); made a batch at a time, straight into the channels-last layout the scorer reads
+    ends = (x, removed, start)
+    series = [(pair, rank) for rank in map_ranks(saliencies, seed, ranks) for pair in ((removed, x), (x, start))]
+    inner = step_counts(x.shape[-2] * x.shape[-1], steps)[1:-1]
+
+    def images(first: int, stop: int) -> torch.Tensor:
+        batch = torch.empty((stop - first, *x.shape), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+        for row, index in enumerate(range(first, stop)):
+            if index < len(ends):
+                batch[row] = ends[index]
+            else:
+                which, step = divmod(index - len(ends), steps - 1)
+                (source, base), rank = series[which]
+                batch[row] = perturbed_input(source, base, rank, inner[step])
+        return batch
+
+    probs = _probabilities(model, len(ends) + len(series) * (steps - 1), images, class_idx, chunk)
     full, gone, blur = probs[:3]
     middle = probs[3:].reshape(len(saliencies), 2, steps - 1)
     ones = np.ones((len(saliencies), 1))

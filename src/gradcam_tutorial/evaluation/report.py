@@ -792,14 +792,21 @@ def run(
     from . import road
 
     stage_seconds: dict[str, float] = {}
+    stage_counts: dict[str, dict[str, int]] = {}
+    stage_imputation: dict[str, float] = {}
     clock, pricing = time.perf_counter(), 0.0
+    counted, imputed = dict.fromkeys(budget.KINDS, 0), road.IMPUTATION.seconds
 
     def stage_done(name: str) -> None:
-        """Record the stage's wall time, less the pricing samples taken during it."""
-        nonlocal clock, pricing
+        """Record the stage's wall time, less the pricing samples taken during it, its passes by
+        kind and its imputation time, so that each stage's time can be set against its own budget."""
+        nonlocal clock, pricing, counted, imputed
         now = time.perf_counter()
         stage_seconds[name] = now - clock - (sampler.seconds - pricing)
+        stage_counts[name] = {kind: counts[kind] - counted[kind] for kind in budget.KINDS}
+        stage_imputation[name] = road.IMPUTATION.seconds - imputed
         clock, pricing = now, sampler.seconds
+        counted, imputed = {kind: counts[kind] for kind in budget.KINDS}, road.IMPUTATION.seconds
 
     imputed_before = dataclasses.replace(road.IMPUTATION)
     with budget.counting(model) as counts:
@@ -900,6 +907,14 @@ def run(
         "forward_budget_seconds": budget_s,
         "forward_budget_ratio": seconds / budget_s,
         "stage_seconds": stage_seconds,
+        "stages": {
+            name: {
+                "forward_counts": stage_counts[name],
+                "forward_budget_seconds": budget.budget_seconds(stage_counts[name], prices),
+                "road_imputation_seconds": stage_imputation[name],
+            }
+            for name in stage_seconds
+        },
         "road_imputation": imputation,
     }
     summary["config"] = {
