@@ -136,8 +136,8 @@ def test_curves_score_each_perturbed_input_once_in_order_and_in_chunks(steps, ch
     curves = faithfulness.perturbation_curves(recording, x, maps, 0, steps=steps, seed=4, chunk=chunk)
     removed, start = torch.zeros_like(x), faithfulness.blurred(x)
     expected = [x, removed, start]
-    for saliency in maps:
-        rank = faithfulness.saliency_rank(saliency, seed=4)
+    for heatmap in maps:
+        rank = faithfulness.saliency_rank(heatmap, seed=4)
         expected += [*faithfulness.perturbed_inputs(removed, x, rank, steps)[1:-1]]
         expected += [*faithfulness.perturbed_inputs(x, start, rank, steps)[1:-1]]
     scored = torch.cat(seen)
