@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from gradcam_tutorial.data import imagenet_samples
 from gradcam_tutorial.evaluation import faithfulness, report
@@ -203,6 +204,7 @@ def test_results_have_the_keys_the_issue_lists(produced):
     config = data["config"]
     assert config["model"] == "efficientnet_lite0" and config["layers"] == report.candidate_layers(spec)
     assert len(config["input_sha256"]["all"]) == 64 and "torch" in config["versions"]
+    assert config["cpu"]["capability"] == torch.backends.cpu.get_cpu_capability() and config["cpu"]["model"]
 
 
 def test_faithfulness_with_fewer_steps_is_every_other_point_of_more_steps(effnet):
@@ -285,3 +287,10 @@ def test_committed_full_run_supports_the_reports_claims():
     # the sanity check: randomising the model leaves Grad-CAM's maps less alike than two photos' maps
     sanity = data["sanity"]
     assert sanity["final_abs_spearman"]["gradcam"] < sanity["reference_abs_spearman_by_method"]["gradcam"]
+
+
+def test_cpu_record_names_the_isa_cap(monkeypatch):
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "SSE41")
+    assert report.cpu()["onednn_max_cpu_isa"] == "SSE41"
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    assert report.cpu()["onednn_max_cpu_isa"] is None

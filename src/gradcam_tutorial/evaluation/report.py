@@ -736,6 +736,27 @@ def versions() -> dict[str, str]:
     return {name: version(name) for name in names}
 
 
+def cpu() -> dict[str, str | None]:
+    """The processor the run's seconds belong to: times (and the last bits of floats) depend on it,
+    so a reader comparing runs needs its name, the kernels PyTorch picked and any ISA cap in force."""
+    import os
+    import platform
+
+    name = platform.processor() or None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "model": name,
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+    }
+
+
 @dataclass(frozen=True)
 class FullRunConfig:
     """The counts behind ``make report-full``: localisation and accuracy on every validation photo,
@@ -923,6 +944,7 @@ def run(
         "default_layer": spec.target_layer,
         "versions": versions(),
         "threads": torch.get_num_threads(),
+        "cpu": cpu(),
         "road_solver": road.solver_name(),
         "malloc_keeps_freed_memory": allocator.kept(),
         "input_sha256": {
