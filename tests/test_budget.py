@@ -55,6 +55,8 @@ def test_price_samples_are_neither_counted_nor_due_before_their_interval(effnet)
         faithfulness.class_probabilities(faithfulness.channels_last_copy(model), torch.zeros(3, 3, 64, 64), 0)
         assert dict(counts) == {"inference": 3}
     assert all(len(values) == 1 for values in sampler.samples.values()) and sampler.seconds > 0
+    sampler.sample()
+    assert len(sampler.times) == 2 and 0 <= sampler.times[0] < sampler.times[1]  # when, for the drift
     prices = sampler.prices()
     assert set(prices) == set(budget.KINDS) and all(0 < value < 5 for value in prices.values())
     assert not model._forward_pre_hooks and not model._forward_hooks

@@ -205,6 +205,21 @@ def test_rank_correlation_known_values():
         sanity.rank_correlation(a, np.zeros((3, 3)))
 
 
+def test_rank_correlation_matches_scipy_spearman_with_ties():
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        a = np.maximum(rng.normal(size=(48, 40)), 0)  # about half the pixels tie at 0, as after a ReLU
+        b = np.round(a + rng.normal(scale=0.5, size=a.shape), 1)  # ties of its own
+        expected = spearmanr(a.ravel(), b.ravel()).statistic
+        assert sanity.rank_correlation(a, b) == pytest.approx(expected, abs=1e-12)
+        prepared = sanity.prepare(a)  # prepared once, compared again: same value
+        assert sanity.rank_correlation(prepared, b) == sanity.rank_correlation(a, b)
+        assert sanity.structural_similarity(prepared, sanity.prepare(b)) == sanity.structural_similarity(a, b)
+    assert sanity.prepare(np.zeros((4, 4))).centred_ranks is None
+
+
 def test_structural_similarity_known_values():
     rng = np.random.default_rng(1)
     a = rng.random((32, 32))

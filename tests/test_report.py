@@ -197,6 +197,11 @@ def test_results_have_the_keys_the_issue_lists(produced):
     assert set(cost["inference_by_batch"]) == {"1", "4", "8", "16"}
     # priced during the run (at least the sample before it starts), and once after it for comparison
     assert cost["price_samples"] >= 1 and set(cost["seconds_per_image"]) == set(cost["seconds_per_image_after_run"])
+    series = cost["price_series"]
+    assert set(series) == {"taken_at_seconds", *cost["seconds_per_image"]}
+    assert all(len(values) == cost["price_samples"] for values in series.values())
+    for kind, price in cost["seconds_per_image"].items():  # the medians are the series' medians
+        assert price == pytest.approx(float(np.median(series[kind])), abs=1e-4), kind
     priced = sum(cost["forward_counts"][kind] * cost["seconds_per_image"][kind] for kind in cost["forward_counts"])
     # the stored prices are rounded to 4 decimals: each image's price is off by at most 5e-5 s
     rounding = 5e-5 * sum(cost["forward_counts"].values()) + 5e-5

@@ -159,6 +159,10 @@ class PriceSampler:
             self.scorer = channels_last_copy(model)
         self.x = torch.randn(max(self.batch, scored), 3, size, size, generator=torch.Generator().manual_seed(0))
         self.samples: dict[str, list[float]] = {kind: [] for kind in KINDS}
+        # when each sample was taken, seconds after the sampler was made: shows how the machine's
+        # speed drifted through the run, which the medians alone hide
+        self.times: list[float] = []
+        self.created = time.perf_counter()
         self.seconds = 0.0  # wall time spent pricing: not part of the evaluation
         self.last = float("-inf")
 
@@ -175,6 +179,7 @@ class PriceSampler:
             )  # one timed call of each kind, after one untimed call
         for kind, seconds in prices.items():
             self.samples[kind].append(seconds)
+        self.times.append(started - self.created)
         self.last = time.perf_counter()
         self.seconds += self.last - started
 

@@ -33,7 +33,7 @@ from ..models import ModelSpec, create_model
 from ..viz import heatmap_on_photo, resize_heatmap
 from . import allocator, baselines, faithfulness, localisation, saliency, stats
 from . import variants as variant_comparison
-from .sanity import cascading_randomisation, randomisation_stages, rank_correlation, structural_similarity
+from .sanity import cascading_randomisation, prepare, randomisation_stages, rank_correlation, structural_similarity
 
 METHODS = ("gradcam", "last_conv", "random", "center")
 DEFAULT_STEPS = 16  # how far the AUCs move when doubled: results/report-full.json, "steps_check"
@@ -412,7 +412,10 @@ def sanity_check(
     stages = randomisation_stages(model)
     wanted = sorted(set(depths)) if depths is not None else list(range(1, len(stages) + 1))
     inputs = [model_input(s, spec) for s in samples]
-    originals = [saliency_maps(model, spec, x, s.class_index, methods) for x, s in zip(inputs, samples, strict=True)]
+    originals = [
+        {m: prepare(v) for m, v in saliency_maps(model, spec, x, s.class_index, methods).items()}
+        for x, s in zip(inputs, samples, strict=True)
+    ]  # each ranked and scaled once, for every depth
     n = len(samples)
     reference = {
         m: np.array([abs(rank_correlation(originals[i][m], originals[(i + 1) % n][m])) for i in range(n)])
@@ -429,8 +432,9 @@ def sanity_check(
         for row, (x, sample) in enumerate(zip(inputs, samples, strict=True)):
             maps = saliency_maps(randomised, spec, x, sample.class_index, methods)
             for method, values in maps.items():
-                spearman[method][row, column] = rank_correlation(originals[row][method], values)
-                ssim[method][row, column] = structural_similarity(originals[row][method], values)
+                prepared = prepare(values)
+                spearman[method][row, column] = rank_correlation(originals[row][method], prepared)
+                ssim[method][row, column] = structural_similarity(originals[row][method], prepared)
         column += 1
         if progress is not None:
             progress(1)
@@ -923,6 +927,7 @@ def run(
         "forward_counts": dict(counts),
         "seconds_per_image": prices,
         "price_samples": len(sampler.samples["inference"]),
+        "price_series": {"taken_at_seconds": sampler.times, **sampler.samples},
         "seconds_per_image_after_run": after,
         "inference_by_batch": {str(size): seconds for size, seconds in by_batch.items()},
         "forward_budget_seconds": budget_s,

@@ -1,6 +1,6 @@
 """Sanity check (Adebayo et al. 2018): does the map change when the model's weights are destroyed?
 
-* Map similarity: Spearman rank correlation (scipy) and SSIM (scikit-image); a flat map carries no
+* Map similarity: Spearman rank correlation (scipy's ranks) and SSIM (scikit-image); a flat map carries no
   ranking, so its correlation with anything is defined as 0 rather than NaN.
 * Cascading randomisation: weights are re-initialised stage by stage from the output down,
   cumulatively and seeded; a method whose map barely changes is not explaining what the model learned.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -33,27 +34,51 @@ def _scaled(values: np.ndarray) -> np.ndarray:
     return normalize_maps(tensor, rel_eps=FLAT_SPAN).numpy().reshape(np.shape(values))
 
 
-def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman correlation of two maps' pixels; 0 when either map is flat (it ranks nothing)."""
-    from scipy.stats import spearmanr
+@dataclass(frozen=True)
+class Prepared:
+    """A map made ready for comparison once: a map compared many times (the trained model's, at every
+    randomisation depth) is ranked and scaled once, not once per comparison (ranking is most of a
+    Spearman correlation's cost: 7 of 18 ms on a 224 x 224 map, for each of the two maps)."""
 
-    if np.size(a) != np.size(b):
-        raise ValueError(f"maps differ in size: {np.size(a)} vs {np.size(b)} pixels")
-    if not _scaled(a).any() or not _scaled(b).any():
+    scaled: np.ndarray  # min-max scaled to [0, 1] (zeros when flat), what SSIM compares
+    centred_ranks: np.ndarray | None  # average ranks minus their mean, flat; None: the map ranks nothing
+
+
+def prepare(values: np.ndarray | Prepared) -> Prepared:
+    """:class:`Prepared` of a map (unchanged when it already is one)."""
+    from scipy.stats import rankdata
+
+    if isinstance(values, Prepared):
+        return values
+    scaled = _scaled(values)
+    if not scaled.any():
+        return Prepared(scaled, None)
+    ranks = rankdata(np.asarray(values, dtype=np.float64).ravel())
+    return Prepared(scaled, ranks - ranks.mean())
+
+
+def rank_correlation(a: np.ndarray | Prepared, b: np.ndarray | Prepared) -> float:
+    """Spearman correlation of two maps' pixels (Pearson's of their average ranks, as scipy's
+    ``spearmanr``); 0 when either map is flat (it ranks nothing)."""
+    a, b = prepare(a), prepare(b)
+    if a.scaled.size != b.scaled.size:
+        raise ValueError(f"maps differ in size: {a.scaled.size} vs {b.scaled.size} pixels")
+    if a.centred_ranks is None or b.centred_ranks is None:
         return 0.0
-    first, second = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
-    return float(spearmanr(first, second).statistic)
+    first, second = a.centred_ranks, b.centred_ranks
+    return float(first @ second / np.sqrt((first @ first) * (second @ second)))
 
 
-def structural_similarity(a: np.ndarray, b: np.ndarray) -> float:
+def structural_similarity(a: np.ndarray | Prepared, b: np.ndarray | Prepared) -> float:
     """SSIM of two maps, each min-max scaled to [0, 1] first (a flat map becomes all zeros)."""
     from skimage.metrics import structural_similarity as ssim
 
-    a, b = _scaled(a), _scaled(b)
-    if a.shape != b.shape:
-        raise ValueError(f"maps differ in shape: {a.shape} vs {b.shape}")
-    window = min(7, *(s if s % 2 else s - 1 for s in a.shape))
-    return float(ssim(a, b, data_range=1.0, win_size=window))
+    first = a.scaled if isinstance(a, Prepared) else _scaled(a)
+    second = b.scaled if isinstance(b, Prepared) else _scaled(b)
+    if first.shape != second.shape:
+        raise ValueError(f"maps differ in shape: {first.shape} vs {second.shape}")
+    window = min(7, *(s if s % 2 else s - 1 for s in first.shape))
+    return float(ssim(first, second, data_range=1.0, win_size=window))
 
 
 # --- cascading randomisation ---------------------------------------------------------------------
