@@ -677,8 +677,9 @@ print(
 # (23.7 minutes against 26.7); every stored number came out bit for bit the same. ROAD's imputation
 # is 211 of the 322 seconds the run spent beyond its passes. On a CPU without AVX-512 (AMD EPYC,
 # AVX2) the run took 51.2 minutes at 1.20 times: there the passes alone cost 42.6 minutes, so the
-# 40-minute goal is out of reach on such a CPU at these photo counts. That CPU rounds differently:
-# 39 stored numbers differ by at most 0.0004, none quoted in this report at the precision quoted.
+# 40-minute goal is out of reach on such a CPU at these photo counts. Other CPUs round
+# differently: 39 stored numbers differ from that run's, each by at most 0.0004, none of them at
+# the precision this report quotes.
 #
 # ## 7. Versions and settings
 #
