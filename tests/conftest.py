@@ -7,6 +7,8 @@ import importlib
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -113,3 +115,70 @@ def isolated_cache(tmp_path, monkeypatch) -> Path:
     cache = tmp_path / "cache"
     monkeypatch.setenv("GRADCAM_CACHE", str(cache))
     return cache
+
+
+# --- "left as found": one guard for every call that promises to leave a caller's model untouched ---
+
+
+def _bits(tensor: torch.Tensor) -> tuple[str, torch.dtype, tuple[int, ...], tuple[int, ...], bytes]:
+    """A tensor's device, dtype, shape, memory layout and raw bytes: equal exactly when it is the same
+    bit for bit (``torch.equal`` would call two NaNs different and -0.0 equal to 0.0)."""
+    flat = tensor.detach().cpu().contiguous().reshape(-1)
+    return (
+        str(tensor.device),
+        tensor.dtype,
+        tuple(tensor.shape),
+        tensor.stride(),
+        flat.view(torch.uint8).numpy().tobytes(),
+    )
+
+
+def model_snapshot(model: torch.nn.Module) -> dict[str, object]:
+    """Everything a call could disturb in a caller's model, copied.
+
+    The whole ``state_dict()`` (parameters and buffers: batch-norm running statistics and
+    ``num_batches_tracked`` move when a pass runs in train mode), every module's train/eval flag,
+    every parameter's ``requires_grad`` and ``.grad``, and every hook, torch's global ones included;
+    plus whether autograd is on, which a call can leave switched off.
+    """
+    from gradcam_tutorial.state import hook_snapshot
+
+    return {
+        "state_dict": {name: _bits(value) for name, value in model.state_dict(keep_vars=True).items()},
+        "training": {name: module.training for name, module in model.named_modules()},
+        "requires_grad": {name: p.requires_grad for name, p in model.named_parameters()},
+        "grad": {name: None if p.grad is None else _bits(p.grad) for name, p in model.named_parameters()},
+        "hooks": hook_snapshot(model),
+        "grad_enabled": torch.is_grad_enabled(),
+    }
+
+
+def assert_left_as_found(model: torch.nn.Module, before: dict[str, object]) -> None:
+    """Fail naming each part of the model's state that differs from ``before``."""
+    now = model_snapshot(model)
+    for part, value in before.items():
+        if isinstance(value, dict):
+            changed = sorted(k for k in value.keys() | now[part].keys() if value.get(k) != now[part].get(k))
+            assert not changed, f"{part} changed: {changed[:10]}"
+        else:
+            assert now[part] == value, f"{part} changed: {value} -> {now[part]}"
+
+
+@contextmanager
+def left_as_found(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Check, when the block ends without an error of its own, that ``model`` is exactly as it entered.
+
+    Raising inside the block skips the check: a test that expects an error puts ``pytest.raises``
+    inside the block, so the check still runs after the error.
+    """
+    before = model_snapshot(model)
+    yield model
+    assert_left_as_found(model, before)
+
+
+def train_mode_with_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` in the state that shows most: train mode, with batch norms whose running statistics
+    any pass in train mode would move."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(m.track_running_stats for m in norms), "the guard needs batch norms to watch"
+    return model.train()

@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from conftest import left_as_found, train_mode_with_batchnorm
 from gradcam_tutorial import GradCAM, LayerError, TargetError, explain, normalize_maps
-from gradcam_tutorial.state import hook_snapshot
 
 NINE_CLASSES = [1, 7, 285, 340, 409, 530, 667, 817, 965]
 
@@ -38,15 +38,6 @@ def assert_maps_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
     """Equal up to float32 rounding relative to the largest value (batching reorders sums)."""
     assert expected.abs().max() > 0, "comparing all-zero maps proves nothing"
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
-
-
-def model_state(model: nn.Module) -> tuple:
-    return (
-        model.training,
-        tuple(m.training for m in model.modules()),
-        tuple(p.requires_grad for p in model.parameters()),
-        hook_snapshot(model),
-    )
 
 
 def test_several_classes_in_one_call_equal_one_at_a_time(resnet, images):
@@ -209,11 +200,12 @@ class _Boom(nn.Module):
 
 @pytest.mark.parametrize("failure", ["bad_class", "model_raises", "layer_not_run", "ok"])
 def test_model_left_as_found(resnet, images, failure):
-    model = copy.deepcopy(resnet)
-    model.train()
+    model = train_mode_with_batchnorm(copy.deepcopy(resnet))
     model.layer1.requires_grad_(False)  # a partly frozen model must stay partly frozen
+    model.layer4.eval()  # mixed flags, as with frozen batch norms while fine-tuning
     model.fc.register_forward_hook(lambda _m, _i, out: None)  # the caller's own hooks stay
     model.layer2.register_full_backward_hook(lambda *_: None)
+    model.conv1.weight.grad = torch.ones_like(model.conv1.weight)  # a caller's accumulated gradient stays
     layer = "layer3"
     targets: object = 285
     if failure == "model_raises":
@@ -223,17 +215,12 @@ def test_model_left_as_found(resnet, images, failure):
     elif failure == "layer_not_run":
         model.unused = nn.Conv2d(3, 3, 1)
         layer = "unused"
-    before = model_state(model)
-    grad_mode = torch.is_grad_enabled()
-    with GradCAM(model, layer) as cam:
+    with left_as_found(model), GradCAM(model, layer) as cam:
         if failure == "ok":
             cam.compute(images, targets)
         else:
             with pytest.raises((TargetError, RuntimeError, LayerError)):
                 cam.compute(images, targets)
-    assert model_state(model) == before
-    assert torch.is_grad_enabled() == grad_mode
-    assert all(p.grad is None for p in model.parameters())
 
 
 def test_explains_inference_behaviour_even_for_a_model_in_training_mode(resnet, images):

@@ -260,7 +260,7 @@ def test_a_batch_shows_a_transient_progress_bar_and_writes_documented_json(gradc
         assert record["written_by"] == "gradcam" and record["complete"] is True
         assert record["image"] == str(source)
         assert record["size"] == [50, 37]
-        assert (record["model"], record["layer"]) == ("efficientnet_lite0", "_swish")
+        assert (record["model"], record["layer"]) == ("efficientnet_lite0", "features")
         assert record["visible_box"] == _visible_box(50, 37) == [8.81, 2.31, 41.19, 34.69]
         assert record["warnings"] == []
         assert record["overlays"] == overlays[stem]
@@ -268,7 +268,7 @@ def test_a_batch_shows_a_transient_progress_bar_and_writes_documented_json(gradc
             "sha256": _sha256(source),
             "options": {
                 "model": "efficientnet_lite0",
-                "layer": "_swish",
+                "layer": "features",
                 "classes": [ESPRESSO, EGYPTIAN_CAT],
                 "top_k": 1,
                 "colormap": "jet",
@@ -376,7 +376,7 @@ def test_a_failed_write_leaves_a_claim_that_the_rerun_completes(gradcam, tmp_pat
     names = ["cup__967_espresso.png", "cup__285_egyptian-cat.png"]
     assert sorted(p.name for p in out.iterdir()) == ["cup.json", names[0]]
     claim = json.loads((out / "cup.json").read_text())
-    options = {"model": "efficientnet_lite0", "layer": "_swish", "classes": [ESPRESSO, EGYPTIAN_CAT]}
+    options = {"model": "efficientnet_lite0", "layer": "features", "classes": [ESPRESSO, EGYPTIAN_CAT]}
     options |= {"top_k": 5, "colormap": "jet", "alpha": 0.4}
     assert claim == {
         "written_by": "gradcam",
@@ -390,6 +390,14 @@ def test_a_failed_write_leaves_a_claim_that_the_rerun_completes(gradcam, tmp_pat
     status, _, err = gradcam(*argv)
     assert (status, err) == (0, f"gradcam: explained 1 of 1 image into {out}\n")
     assert sorted(p.name for p in out.iterdir()) == sorted(["cup.json", *names])
+    assert json.loads((out / "cup.json").read_text())["complete"] is True
+
+    # a kill after the last overlay, before the final JSON: every overlay there, the claim still unfinished
+    (out / "cup.json").write_text(json.dumps(claim))
+    files = {name: (out / name).stat().st_ino for name in names}  # a rewrite renames a new file over it
+    status, _, err = gradcam(*argv)
+    assert (status, err) == (0, f"gradcam: explained 1 of 1 image into {out}\n"), "redone, not skipped"
+    assert all((out / name).stat().st_ino != files[name] for name in names)
     assert json.loads((out / "cup.json").read_text())["complete"] is True
 
 

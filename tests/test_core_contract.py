@@ -25,6 +25,7 @@ from torch import nn
 from torchvision import transforms
 from torchvision.transforms import functional as TF
 
+from conftest import left_as_found, train_mode_with_batchnorm
 from gradcam_tutorial import (
     GradCAM,
     LayerError,
@@ -158,6 +159,24 @@ class _WithTupleOutput(nn.Module):
 
 def test_modules_returning_tuples_are_left_out_of_the_trace():
     assert trace_spatial_outputs(_WithTupleOutput(), input_size=8) == [("conv", (1, 4, 8, 8)), ("head", (1, 2))]
+
+
+def test_a_model_in_train_mode_is_probed_in_eval_mode_and_left_as_found():
+    """A batch norm after the pooling cannot normalise a batch of one in train mode (torch raises
+    "Expected more than 1 value per channel"), and one before it would move its running statistics:
+    the one-image probe runs in eval mode, and the model's flags and buffers are as they were."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, stride=2, padding=1),
+        nn.BatchNorm2d(4),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.BatchNorm1d(4),
+        nn.Linear(4, 2),
+    )
+    train_mode_with_batchnorm(model)
+    with left_as_found(model):
+        assert last_spatial_layer(model, input_size=8) == "1"
 
 
 def test_a_model_without_parameters_is_probed_on_the_cpu():

@@ -23,6 +23,7 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
+from conftest import left_as_found, train_mode_with_batchnorm
 from gradcam_tutorial import (
     ClassNameError,
     GradCAM,
@@ -384,29 +385,15 @@ def test_16b_layer_without_spatial_output(effnet, layer):
 # ---------------------------------------------------------------- 20: the caller's state is left alone
 
 
-def _state(model: torch.nn.Module) -> dict:
-    """Everything a call could disturb: per-module modes and hooks, parameter flags and gradients."""
-    return {
-        "training": {name: m.training for name, m in model.named_modules()},
-        "hooks": {
-            name: tuple(
-                tuple(getattr(m, attr))
-                for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-            )
-            for name, m in model.named_modules()
-        },
-        "requires_grad": {name: p.requires_grad for name, p in model.named_parameters()},
-        "grads": [name for name, p in model.named_parameters() if p.grad is not None],
-    }
-
-
 @pytest.fixture()
 def restore_effnet(effnet):
     """The session model, put back exactly as it was whatever a test does to it."""
     model, spec = effnet
     modes = {m: m.training for m in model.modules()}
     flags = {p: p.requires_grad for p in model.parameters()}
+    weights = {name: value.clone() for name, value in model.state_dict().items()}  # buffers too
     yield model, spec
+    model.load_state_dict(weights)
     for module, training in modes.items():
         module.training = training
     for parameter, flag in flags.items():
@@ -418,24 +405,20 @@ def test_20_train_mode_no_grad_and_errors_leave_the_model_as_found(restore_effne
     photo = grid[0]
     reference = explain(photo, model, spec, classes=[EGYPTIAN_CAT, 967])
 
-    model.train()
+    train_mode_with_batchnorm(model)
     model._blocks[0].requires_grad_(False)  # a partly frozen model, as in fine-tuning
     user_hook = model._conv_head.register_forward_hook(lambda *_: None)
-    before = _state(model)
-    with torch.no_grad():
+    with torch.no_grad(), left_as_found(model):  # the caller's no_grad is still in force after
         in_train_mode = explain(photo, model, spec, classes=[EGYPTIAN_CAT, 967])
-        assert not torch.is_grad_enabled()  # the caller's no_grad is still in force
-        assert _state(model) == before
-    with torch.inference_mode():
-        assert np.allclose(
-            explain(photo, model, spec, classes=[EGYPTIAN_CAT, 967]).heatmaps, reference.heatmaps, atol=1e-5
-        )
-    with pytest.raises(LayerError):
-        explain(photo, model, spec, layer="_fc")  # fails inside the call, after the forward pass
-    with pytest.raises(ClassNameError):
-        explain(photo, model, spec, classes=[5000])
-    assert _state(model) == before
-    assert torch.is_grad_enabled()
+    with left_as_found(model):
+        with torch.inference_mode():
+            assert np.allclose(
+                explain(photo, model, spec, classes=[EGYPTIAN_CAT, 967]).heatmaps, reference.heatmaps, atol=1e-5
+            )
+        with pytest.raises(LayerError):
+            explain(photo, model, spec, layer="_fc")  # fails inside the call, after the forward pass
+        with pytest.raises(ClassNameError):
+            explain(photo, model, spec, classes=[5000])
     user_hook.remove()
 
     assert np.allclose(in_train_mode.heatmaps, reference.heatmaps, atol=1e-5)
@@ -444,37 +427,33 @@ def test_20_train_mode_no_grad_and_errors_leave_the_model_as_found(restore_effne
 
 def test_20b_exception_raised_inside_the_forward_pass(restore_effnet, grid):
     model, spec = restore_effnet
-    model.train()
-    before = _state(model)
+    train_mode_with_batchnorm(model)
 
     def explode(*_):
         raise RuntimeError("boom inside the head")
 
     handle = model._bn1.register_forward_hook(explode)  # fires after the target layer's hook
-    with pytest.raises(RuntimeError, match="boom"):
+    with left_as_found(model), pytest.raises(RuntimeError, match="boom"):
         explain(grid[0], model, spec)
     handle.remove()
-    assert _state(model) == before
 
 
 def test_20c_mixed_modes_are_restored_per_module(restore_effnet, grid):
     model, spec = restore_effnet
-    model.train()
+    train_mode_with_batchnorm(model)
     model._bn1.eval()  # e.g. a frozen batch norm while fine-tuning the rest
-    before = _state(model)
-    explain(grid[0], model, spec)
-    assert _state(model) == before
+    with left_as_found(model):
+        explain(grid[0], model, spec)
 
 
 def test_20d_layer_tracing_restores_mixed_modes(restore_effnet):
     from gradcam_tutorial import last_spatial_layer
 
     model, _ = restore_effnet
-    model.train()
+    train_mode_with_batchnorm(model)
     model._bn1.eval()
-    before = _state(model)
-    assert last_spatial_layer(model) == "_swish"
-    assert _state(model) == before
+    with left_as_found(model):  # a pass in train mode would move every batch norm's running statistics
+        assert last_spatial_layer(model) == "features"
 
 
 def test_failed_load_leaves_no_open_file(tmp_path):

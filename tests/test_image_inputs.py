@@ -367,12 +367,55 @@ UPRIGHT = {
 }
 
 
+def _stored_in(mode: str) -> tuple[Image.Image, np.ndarray]:
+    """A 3x2 picture in ``mode`` and, worked out by hand, the RGB pixels a viewer shows for it unturned.
+
+    The modes are those :func:`to_rgb` rebuilds as a new picture, which carries no EXIF block, plus
+    plain RGB and grey. Every pattern looks different under each of the eight turns and flips.
+    """
+    white = np.full((2, 3, 3), 255, np.uint8)
+    opaque = np.array([[255, 0, 255], [0, 255, 255]], np.uint8)  # alpha 0 or 255: no rounding
+    if mode == "RGB":
+        colour = _noise((2, 3, 3), seed=6)
+        return Image.fromarray(colour), colour
+    if mode == "L":
+        grey = _noise((2, 3), seed=6)
+        return Image.fromarray(grey), _rgb(grey)
+    if mode == "RGBA":
+        colour = _noise((2, 3, 3), seed=6)
+        return Image.fromarray(np.dstack([colour, opaque]), "RGBA"), np.where(opaque[..., None] > 0, colour, white)
+    if mode == "LA":
+        grey = _noise((2, 3), seed=6)
+        return Image.fromarray(np.dstack([grey, opaque]), "LA"), np.where(opaque[..., None] > 0, _rgb(grey), white)
+    if mode == "I;16":
+        grey = _noise((2, 3), seed=6)
+        return Image.fromarray(grey.astype(np.uint16) * 257), _rgb(grey)  # 257 x g on the 16-bit scale is g
+    if mode == "1":
+        bits = np.array([[1, 0, 0], [1, 1, 0]], bool)
+        return Image.fromarray(bits), _rgb(bits * 255)
+    assert mode == "P"
+    indices = np.array([[0, 1, 2], [3, 4, 5]], np.uint8)
+    palette = _noise((6, 3), seed=6)
+    picture = Image.fromarray(indices, "P")
+    picture.putpalette(palette.ravel().tolist())
+    picture.info["transparency"] = 1  # saved as the PNG's transparent index
+    seen = palette[indices]
+    seen[0, 1] = 255
+    return picture, seen
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "LA", "I;16", "1", "P"])
 @pytest.mark.parametrize("orientation", [*UPRIGHT, 0, 9])
-def test_exif_orientation_turns_the_picture_upright(tmp_path, orientation):
-    stored = _noise((2, 3, 3), seed=6)
+def test_exif_orientation_turns_the_picture_upright(tmp_path, orientation, mode):
+    """In every mode: the turn comes from the file, before :func:`to_rgb` rebuilds the picture
+    (composited on white, rescaled from 16 bits) and loses its EXIF block."""
+    picture, seen = _stored_in(mode)
     path = tmp_path / "turned.png"
-    Image.fromarray(stored).save(path, exif=_exif_orientation(orientation))
-    upright = UPRIGHT.get(orientation, UPRIGHT[1])(stored)
+    picture.save(path, exif=_exif_orientation(orientation))
+    with Image.open(path) as written:
+        assert written.mode == mode and written.getexif().get(0x0112) == orientation
+        assert (mode == "P") == ("transparency" in written.info)
+    upright = UPRIGHT.get(orientation, UPRIGHT[1])(seen)
     np.testing.assert_array_equal(_load_quietly(path), upright)  # a turned picture is not "downscaled"
 
 

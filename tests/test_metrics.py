@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import left_as_found, train_mode_with_batchnorm
 from gradcam_tutorial import regions
 from gradcam_tutorial.evaluation import baselines, faithfulness, localisation, saliency, sanity, stats
 
@@ -288,27 +289,27 @@ class Tiny(nn.Module):
 
 def test_cascading_randomisation_top_down_cumulative_seeded():
     torch.manual_seed(0)
-    model = Tiny().eval()
+    model = train_mode_with_batchnorm(Tiny())  # the copies are put in eval mode, the original is not
     model.blocks[0][1].running_mean.fill_(0.3)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     stages = sanity.randomisation_stages(model)
     assert stages == ["fc", "blocks.2", "blocks.0", "stem"]  # the ReLU has no weights
     seen = []
-    for stage, randomised in sanity.cascading_randomisation(model, seed=5):
-        changed = {
-            k.split(".weight")[0].split(".bias")[0]
-            for k, v in randomised.state_dict().items()
-            if v.dtype.is_floating_point and not torch.equal(v, before[k])
-        }
-        seen.append((stage, changed))
+    with left_as_found(model):  # the original is untouched
+        for stage, randomised in sanity.cascading_randomisation(model, seed=5):
+            assert not randomised.training
+            changed = {
+                k.split(".weight")[0].split(".bias")[0]
+                for k, v in randomised.state_dict().items()
+                if v.dtype.is_floating_point and not torch.equal(v, before[k])
+            }
+            seen.append((stage, changed))
+        final_a = list(sanity.cascading_randomisation(model, seed=5))[-1][1].state_dict()
+        final_b = list(sanity.cascading_randomisation(model, seed=5))[-1][1].state_dict()
     assert [s for s, _ in seen] == stages
     assert seen[0][1] == {"fc"}  # only the top stage after one step
     assert {"fc", "blocks.2"} <= seen[1][1] and "stem" not in seen[1][1]  # cumulative
     assert "stem" in seen[-1][1]
-    for key, value in model.state_dict().items():  # the original is untouched
-        assert torch.equal(value, before[key])
-    final_a = list(sanity.cascading_randomisation(model, seed=5))[-1][1].state_dict()
-    final_b = list(sanity.cascading_randomisation(model, seed=5))[-1][1].state_dict()
     assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
     assert torch.allclose(final_a["blocks.0.1.running_mean"], torch.full((4,), 0.3))  # statistics kept
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import left_as_found, train_mode_with_batchnorm
 from gradcam_tutorial.evaluation import saliency, sanity
 from gradcam_tutorial.evaluation.saliency import guided_backprop
 from gradcam_tutorial.state import hook_snapshot
@@ -131,33 +132,35 @@ def test_relu6_network_matches_an_independent_reference():
 # --- 3. the model is left as found ----------------------------------------------------------------
 
 
-def test_model_left_as_found_also_after_an_error():
-    model = _resnet18()
-    model.train()
+SALIENCY_MAPS = {
+    "guided_backprop": guided_backprop,
+    "gradient": saliency.gradient_saliency,
+    "guided_gradcam": lambda model, x, c: saliency.guided_gradcam(model, "layer3", x, c),
+}
+
+
+@pytest.mark.parametrize("method", list(SALIENCY_MAPS))
+def test_model_left_as_found_also_after_an_error(method):
+    """Each map the report draws from a caller's model, under autograd, no_grad, inference_mode and
+    a bad class: flags, buffers (batch norms in train mode), gradients and hooks as before."""
+    model = train_mode_with_batchnorm(_resnet18())
     model.layer2.eval()  # mixed flags, as in a fine-tuned network with frozen parts
-    flags = [m.training for m in model.modules()]
-    state = {k: v.clone() for k, v in model.state_dict().items()}
+    model.layer1.requires_grad_(False)
+    model.conv1.weight.grad = torch.ones_like(model.conv1.weight)  # a caller's accumulated gradient
     user_hook = model.layer1.register_forward_hook(lambda *args: None)
     x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    make = SALIENCY_MAPS[method]
 
-    def assert_clean():
-        assert [m.training for m in model.modules()] == flags
-        now = model.state_dict()
-        assert all(torch.equal(now[k], v) for k, v in state.items())  # BN running stats untouched
-        assert all(p.grad is None for p in model.parameters())
-        assert list(model.layer1._forward_hooks) == [user_hook.id]
-
-    expected = guided_backprop(model, x, 7)
-    assert_clean()
-    with torch.inference_mode():
-        np.testing.assert_array_equal(guided_backprop(model, x, 7), expected)
-    with torch.no_grad():
-        np.testing.assert_array_equal(guided_backprop(model, x[0], 7), expected)
-    assert_clean()
-    with pytest.raises(IndexError):
-        guided_backprop(model, x, 5000)
-    assert_clean()
+    with left_as_found(model):
+        expected = make(model, x, 7)
+    with torch.inference_mode(), left_as_found(model):
+        np.testing.assert_array_equal(make(model, x, 7), expected)
+    with torch.no_grad(), left_as_found(model):
+        np.testing.assert_array_equal(make(model, x if method == "guided_gradcam" else x[0], 7), expected)
+    with left_as_found(model), pytest.raises((IndexError, ValueError)):
+        make(model, x, 5000)
     user_hook.remove()
+    model.conv1.weight.grad = None
     assert _no_hooks(model)
 
 

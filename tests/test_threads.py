@@ -6,8 +6,8 @@ import copy
 import threading
 
 import numpy as np
-import torch
 
+from conftest import assert_left_as_found, model_snapshot, train_mode_with_batchnorm
 from gradcam_tutorial import GradCAM, explain
 
 CLASSES = [285, 967, 652, 665]
@@ -15,13 +15,13 @@ CLASSES = [285, 967, 652, 665]
 
 def test_threads_sharing_one_model_get_sequential_results_and_leave_it_as_found(effnet, grid):
     model, spec = effnet
-    shared = copy.deepcopy(model).train()  # train mode: the worst case, batch norms would update
+    shared = train_mode_with_batchnorm(copy.deepcopy(model))  # the worst case: batch norms would update
     x = spec.preprocess(grid[0])
     expected = {}
     for c in CLASSES:
         with GradCAM(shared, "_swish") as cam:
             expected[c] = cam.compute_heatmap(x, c)
-    buffers = {name: buffer.clone() for name, buffer in shared.named_buffers()}
+    before = model_snapshot(shared)
     results: list[tuple[int, tuple]] = []
     errors: list[BaseException] = []
 
@@ -46,6 +46,4 @@ def test_threads_sharing_one_model_get_sequential_results_and_leave_it_as_found(
         np.testing.assert_allclose(heatmap, expected[c][0], atol=1e-6)
         if probability is not None:
             assert abs(probability - expected[c][2]) < 1e-6
-    assert all(module.training for module in shared.modules()), "train mode restored"
-    for name, buffer in shared.named_buffers():
-        assert torch.equal(buffer, buffers[name]), f"{name} changed"
+    assert_left_as_found(shared, before)
