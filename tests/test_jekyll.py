@@ -17,7 +17,16 @@ from nbformat.v4 import new_markdown_cell, new_notebook
 
 from gradcam_tutorial.publishing import publish
 
-from test_publish import ANCHORS, COMMITTED, ROOT, TRICKY_HEADINGS, tricky_markdown, write_synthetic
+from test_publish import (
+    ANCHORS,
+    COMMITTED,
+    ROOT,
+    TRICKY_HEADINGS,
+    reading_order,
+    tricky_markdown,
+    write_series,
+    write_synthetic,
+)
 
 pytestmark = pytest.mark.jekyll
 
@@ -38,6 +47,7 @@ layout: default
 ---
 <article><h1 class="post-title">{{ page.title }}</h1><p class="description">{{ page.description }}</p>
 <p class="tags">{{ page.tags | join: ", " }}</p>{{ content }}</article>
+<p class="order" data-previous="{{ page.previous.url }}" data-next="{{ page.next.url }}"></p>
 """
 
 
@@ -109,6 +119,20 @@ def test_tricky_heading_ids_agree_with_jekyll(tmp_path: Path) -> None:
     ours = _h2_ids((tmp_path / "build" / "site" / "headings.html").read_text().split("<main>", 1)[1])
     assert jekyll == [anchor for _, anchor in TRICKY_HEADINGS]  # the table in test_publish is Jekyll's
     assert ours == jekyll
+
+
+def test_posts_of_one_day_link_in_reading_order(tmp_path: Path) -> None:
+    """Jekyll's previous/next (``page.previous``, ``page.next``) walk the notebooks as the site does."""
+    names = ["report", "beta", "alpha", "tutorial"]
+    publish.publish(write_series(tmp_path / "in", names), None, tmp_path / "build")
+    built = jekyll_site(tmp_path / "build" / "blog", tmp_path / "jekyll")
+    order = reading_order(names)
+    for at, name in enumerate(order):
+        found = re.search(r'data-previous="([^"]*)" data-next="([^"]*)"', (built / f"{name}.html").read_text())
+        assert found, name
+        previous = f"/{order[at - 1]}.html" if at else ""
+        following = f"/{order[at + 1]}.html" if at + 1 < len(order) else ""
+        assert found.groups() == (previous, following), name
 
 
 def test_check_links_sees_a_figure_jekyll_lost(tmp_path: Path) -> None:

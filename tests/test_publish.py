@@ -10,6 +10,7 @@ import base64
 import datetime as dt
 import html
 import io
+import itertools
 import os
 import re
 from pathlib import Path
@@ -22,7 +23,10 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from gradcam_tutorial.publishing import publish
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMITTED = sorted((ROOT / "notebooks").glob("*.ipynb"))
+# The notebooks are their py:percent sources; each is committed executed, as an .ipynb beside it.
+SOURCES = sorted((ROOT / "notebooks").glob("*.py"))
+NOTEBOOKS = [source.stem for source in SOURCES]
+COMMITTED = [source.with_suffix(".ipynb") for source in SOURCES if source.with_suffix(".ipynb").exists()]
 EXECUTED = "2024-03-05"
 # What Jekyll's GFM markdown calls the synthetic notebook's sections (the TOC must agree).
 ANCHORS = ["first-section", "results-2nd-section", "details", "first-section-1", "3-a-numbered-section"]
@@ -41,6 +45,43 @@ def _png() -> str:
     fig.savefig(buffer, format="png")
     plt.close(fig)
     return base64.b64encode(buffer.getvalue()).decode()
+
+
+WIDE_COLUMNS = 24
+
+
+def wide_cells() -> list[nbformat.NotebookNode]:
+    """Content wider than any column, each kind the pages must scroll or wrap rather than clip.
+
+    A markdown table, an unbreakable identifier and word in prose, a long line of code, a long
+    printed line, a pandas-like text table and an HTML table (a ``DataFrame``'s rich output).
+    """
+    header = [f"column {i}" for i in range(WIDE_COLUMNS)]
+    row = [f"{i * 1.2345:.4f}" for i in range(WIDE_COLUMNS)]
+    markdown_table = "\n".join(["| " + " | ".join(cells) + " |" for cells in (header, ["---"] * WIDE_COLUMNS, row)])
+    text_table = "\n".join("  ".join(f"{cell:>10}" for cell in cells) for cells in (header, row, row))
+    html_table = (
+        '<table class="dataframe"><thead><tr>'
+        + "".join(f"<th>{cell}</th>" for cell in header)
+        + "</tr></thead><tbody><tr>"
+        + "".join(f"<td>{cell}</td>" for cell in row)
+        + "</tr></tbody></table>"
+    )
+    return [
+        new_markdown_cell(
+            "A wide table:\n\n" + markdown_table + "\n\nProse with `gradcam_tutorial.evaluation.faithfulness."
+            "deletion_insertion_curves_for_every_photo` and Llanfairpwllgwyngyllgogerychwyrndrobwllllantysiliogogogoch."
+        ),
+        new_code_cell(
+            "print(" + ", ".join(f"'value number {i}'" for i in range(20)) + ")\ntable()\nframe()",
+            execution_count=6,
+            outputs=[
+                new_output("stream", name="stdout", text=" ".join(f"value number {i}" for i in range(20)) + "\n"),
+                new_output("execute_result", data={"text/plain": text_table}, execution_count=6),
+                new_output("display_data", data={"text/html": html_table, "text/plain": text_table}),
+            ],
+        ),
+    ]
 
 
 def write_synthetic(folder: Path) -> tuple[Path, Path]:
@@ -97,6 +138,7 @@ def write_synthetic(folder: Path) -> tuple[Path, Path]:
             "## First section\n\nThe same heading twice gets a numbered id.\n\n"
             "## 3. A numbered section\n\nLinked from [here](#3-a-numbered-section)."
         ),
+        *wide_cells(),
     ]
     node = new_notebook(
         cells=cells,
@@ -182,7 +224,7 @@ def test_post_has_front_matter_fenced_code_and_relative_figures(built: Path) -> 
     _, header, body = text.split("---\n", 2)
     fields = yaml.safe_load(header)
     assert fields["layout"] == "post" and fields["title"] == "Synthetic notebook"
-    assert fields["date"] == dt.date.fromisoformat(EXECUTED)
+    assert fields["date"] == dt.datetime.fromisoformat(EXECUTED)  # the first in reading order: midnight
     assert fields["description"].startswith("A tiny executed notebook") and fields["tags"]
     assert fields["permalink"] == "/synthetic.html" and fields["render_with_liquid"] is False
     assert "```python\nprint('hello', 6 * 7)\nplot()\n```" in body
@@ -231,16 +273,76 @@ def test_main_renders_and_reports_no_problems(tmp_path: Path, capsys) -> None:
     assert (out / "site" / "synthetic.html").exists() and (out / "blog" / f"{EXECUTED}-synthetic.md").exists()
 
 
+def reading_order(names: list[str]) -> list[str]:
+    """The order the site must show: the tutorial, the report, then any other by name."""
+    return [n for n in ("tutorial", "report") if n in names] + sorted(
+        n for n in names if n not in ("tutorial", "report")
+    )
+
+
+def pager(page: str) -> dict[str, str]:
+    """A page's previous/next links: {"prev": href, "next": href}."""
+    found = re.search(r'<nav class="pager".*?</nav>', page, re.S)
+    return dict(re.findall(r'rel="(prev|next)" href="([^"]+)"', found.group(0))) if found else {}
+
+
+def check_reading_order(out: Path, names: list[str]) -> None:
+    """Index, previous/next links and post dates all follow the reading order of ``names``."""
+    order = reading_order(names)
+    index = (out / "site" / "index.html").read_text()
+    assert re.findall(r'<a href="([^"]+)\.html"><strong>', index) == order
+    for at, name in enumerate(order):
+        links = pager((out / "site" / f"{name}.html").read_text())
+        expected = {"prev": f"{order[at - 1]}.html"} if at else {}
+        expected |= {"next": f"{order[at + 1]}.html"} if at + 1 < len(order) else {}
+        assert links == expected, (name, links)
+    dates = {}
+    for post in (out / "blog").glob("*.md"):
+        fields = yaml.safe_load(post.read_text().split("---\n", 2)[1])
+        dates[fields["permalink"].strip("/").removesuffix(".html")] = fields["date"]
+    same_day = [n for n in order if dates[n].date() == dates[order[0]].date()]
+    # Jekyll orders one day's posts by their date, then by file name: the dates alone must give the reading order
+    assert all(dates[a] < dates[b] for a, b in itertools.pairwise(same_day)), dates
+
+
+def write_series(folder: Path, names: list[str]) -> Path:
+    """One small executed notebook per name, all run the same day (as ``make report`` runs them)."""
+    folder.mkdir(parents=True)
+    for name in names:
+        node = new_notebook(
+            cells=[new_markdown_cell(f"# The {name} notebook\n\nWhat {name} is about.")],
+            metadata={"gradcam_tutorial": {"executed": EXECUTED}},
+        )
+        nbformat.write(node, folder / f"{name}.ipynb")
+    return folder
+
+
+def test_any_number_of_notebooks_read_in_order(tmp_path: Path) -> None:
+    """Five notebooks run the same day: tutorial, report, then the others by name."""
+    names = ["zeta", "report", "alpha", "beta", "tutorial"]
+    loaded = publish.publish(write_series(tmp_path / "in", names), None, tmp_path / "build")
+    assert [nb.slug for nb in loaded] == ["tutorial", "report", "alpha", "beta", "zeta"]
+    check_reading_order(tmp_path / "build", names)
+    assert publish.check_links(tmp_path / "build" / "site") == []
+
+
+def test_a_lone_notebook_has_no_previous_or_next(built: Path) -> None:
+    assert '<nav class="pager"' not in (built / "site" / "synthetic.html").read_text()
+
+
 @pytest.mark.skipif(not COMMITTED, reason="no committed notebooks/*.ipynb yet")
 def test_committed_notebooks_render_with_working_links(tmp_path: Path) -> None:
     loaded = publish.publish(ROOT / "notebooks", ROOT / "notebooks", tmp_path)
-    assert [nb.slug for nb in loaded] == [p.stem for p in sorted(COMMITTED, key=publish._order)]  # tutorial, report
+    assert [nb.slug for nb in loaded] == reading_order(NOTEBOOKS)  # every notebooks/*.py, none left out
+    check_reading_order(tmp_path, NOTEBOOKS)
     assert publish.check_links(tmp_path / "site") == [] and publish.check_links(tmp_path / "blog") == []
     for nb in loaded:
         page = (tmp_path / "site" / f"{nb.slug}.html").read_text()
         assert nb.summary and f"Executed on {nb.executed.isoformat()}" in page
-        shown = len(publish.figures(nb.node))
+        captions = publish.figures(nb.node)
+        shown = len(captions)
         assert page.count('<figure><img src="data:image/') == shown
+        assert [html.unescape(c) for c in re.findall(r"<figcaption>(.*?)</figcaption>", page, re.S)] == captions
         assert len(list((tmp_path / "blog" / f"{nb.slug}_files").glob("*"))) == shown
         text = html.unescape(re.sub(r"<[^>]+>", "", page))  # highlighted code reads as its source here
         hidden = [c for c in nb.node.cells if publish.HIDDEN_TAGS.intersection(c.metadata.get("tags", ()))]
@@ -248,6 +350,24 @@ def test_committed_notebooks_render_with_working_links(tmp_path: Path) -> None:
         assert hidden and all(c.source.strip() in text for c in shown)  # so the check below can fail
         for cell in hidden:
             assert cell.source.strip() not in text
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_every_figure_has_a_caption(name: str) -> None:
+    """Each figure a reader sees carries "Figure N: <what it shows>", from its cell's ``caption`` metadata."""
+    node = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    bare = []
+    for at, cell in enumerate(node.cells):  # numbered as in the .ipynb, so that the cell can be found
+        if publish.HIDDEN_TAGS.intersection(cell.metadata.get("tags", ())):
+            continue
+        images = sum(publish.shown_type(output) in publish.IMAGE_TYPES for output in cell.get("outputs", []))
+        if images and not str(cell.metadata.get("caption", "")).strip():
+            first = next((line for line in cell.source.splitlines() if line.strip()), "")
+            bare.append(f"cell {at} ({images} figure(s)): {first[:70]}")
+    captions = publish.figures(node)
+    assert captions, f"{name} has no figures, so this check could not fail"
+    assert not bare, f"{name}.ipynb: cells with figures but no caption metadata:\n" + "\n".join(bare)
+    assert all(re.fullmatch(r"Figure \d+: \S.*", caption, re.S) for caption in captions), captions
 
 
 # Tricky headings and the ids Jekyll 4.3 (kramdown-parser-gfm 1.1) gives them, read off a real `jekyll build`;

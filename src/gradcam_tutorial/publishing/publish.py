@@ -22,7 +22,12 @@ the site's root, and the links resolve (also under a ``baseurl``).
 
 ``python -m gradcam_tutorial.publishing.publish --notebooks build/executed --sources notebooks --out build``
 writes ``build/site/``, ``build/blog/``, checks every link offline and, where Chromium is installed,
-checks each page in a headless browser and saves a full-page screenshot under ``build/screenshots/``.
+checks each page in a headless browser at desktop and phone width (nothing clipped: what is too wide
+scrolls in its own box) and saves full-page screenshots of both under ``build/screenshots/``.
+
+Any number of notebooks is published in :data:`READING_ORDER` (the tutorial, the report, then any
+other by name): the index lists them so, each page links the one before and after it, and the
+posts' dates keep notebooks executed on one day in that order in Jekyll.
 """
 
 from __future__ import annotations
@@ -72,6 +77,9 @@ VERSIONED_PACKAGES = ("torch", "torchvision")
 IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/svg+xml": "svg"}
 DISPLAY_PRIORITY = [*IMAGE_TYPES, "text/html", "text/plain"]
 TEMPLATES = Path(__file__).parent / "templates"
+# The order a reader takes: the post's path, then what goes beyond it, then the evidence. The index,
+# the pages' previous/next links and the posts' dates follow it; a notebook not named here comes after.
+READING_ORDER = ("tutorial", "report")
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 CHROMIUM_FLAGS = (
@@ -206,6 +214,10 @@ class Renderer(IPythonRenderer):
         self.contents.headings.append(Heading(level, anchor, " ".join(html.unescape(_TAG.sub("", text)).split())))
         link = f'<a class="anchor" href="#{anchor}" aria-hidden="true">¶</a>'
         return f'<h{level} id="{anchor}">{text}{link}</h{level}>\n'
+
+    def table(self, text: str) -> str:
+        """A markdown table in its own scrolling box: a wide one scrolls there, not the whole page."""
+        return f'<div class="table-scroll"><table>\n{text}</table></div>\n'
 
     def inline_math(self, body: str) -> str:
         return math_html(body, display=False) if self.math else f'<code class="math">{html.escape(body)}</code>'
@@ -465,9 +477,25 @@ class PostExporter(_Exporter):
 # --- HTML -----------------------------------------------------------------------------------------
 
 
-def render_page(nb: Notebook) -> str:
-    """The notebook as one self-contained HTML page: TOC, highlighted code, embedded figures."""
+def neighbours(notebooks: list[Notebook], nb: Notebook) -> dict[str, dict[str, str]]:
+    """The notebooks before and after ``nb`` in reading order, as links: ``previous`` and ``next``."""
+    at = notebooks.index(nb)
+    around = {
+        "previous": notebooks[at - 1] if at > 0 else None,
+        "next": notebooks[at + 1] if at + 1 < len(notebooks) else None,
+    }
+    return {
+        key: {"href": f"{other.slug}.html", "title": other.title} for key, other in around.items() if other is not None
+    }
+
+
+def render_page(nb: Notebook, pager: dict[str, dict[str, str]] | None = None) -> str:
+    """The notebook as one self-contained HTML page: TOC, highlighted code, embedded figures.
+
+    ``pager`` (from :func:`neighbours`) links the pages before and after it in reading order.
+    """
     page = {
+        "pager": pager or {},
         "title": nb.title,
         "description": nb.summary,
         "site_title": SITE_TITLE,
@@ -502,7 +530,7 @@ def write_site(notebooks: list[Notebook], site: Path) -> list[Path]:
     written[0].write_text(render_index(notebooks), encoding="utf-8")
     for nb in notebooks:
         page = site / f"{nb.slug}.html"
-        page.write_text(render_page(nb), encoding="utf-8")
+        page.write_text(render_page(nb, neighbours(notebooks, nb)), encoding="utf-8")
         shutil.copyfile(nb.path, site / f"{nb.slug}.ipynb")
         if nb.source is not None:
             shutil.copyfile(nb.source, site / f"{nb.slug}.py")
@@ -524,8 +552,14 @@ def fence(text: str, info: str = "") -> str:
     return f"{ticks}{info}\n{text.rstrip()}\n{ticks}"
 
 
-def front_matter(nb: Notebook) -> str:
-    """YAML front matter; Liquid is off so ``{{``/``{%`` in code (f-strings, dicts) stay literal."""
+def front_matter(nb: Notebook, position: int = 0) -> str:
+    """YAML front matter; Liquid is off so ``{{``/``{%`` in code (f-strings, dicts) stay literal.
+
+    The date is the day the notebook ran, at ``00:MM`` for its ``position`` in reading order: Jekyll
+    orders posts of one day by file name, which would put ``report`` before ``tutorial`` in its
+    previous/next links; the minute keeps notebooks executed together (``make
+    report``) in reading order there as well.
+    """
     import yaml
 
     tags = nb.node.metadata.get("gradcam_tutorial", {}).get("tags") or list(DEFAULT_TAGS)
@@ -533,7 +567,7 @@ def front_matter(nb: Notebook) -> str:
         "layout": "post",
         "title": nb.title,
         "description": nb.summary,
-        "date": nb.executed,
+        "date": _dt.datetime.combine(nb.executed, _dt.time()) + _dt.timedelta(minutes=position),
         "tags": list(tags),
         "permalink": f"/{nb.slug}.html",
         "render_with_liquid": False,
@@ -545,10 +579,14 @@ def post_name(nb: Notebook) -> str:
     return f"{nb.executed.isoformat()}-{nb.slug}.md"
 
 
-def write_post(nb: Notebook, blog: Path) -> Path:
-    """One Jekyll post; figures go to ``<slug>_files/`` and are linked relatively."""
+def write_post(nb: Notebook, blog: Path, position: int = 0) -> Path:
+    """One Jekyll post, ``position``-th in reading order; figures go to ``<slug>_files/``, linked relatively."""
     shutil.rmtree(blog / f"{nb.slug}_files", ignore_errors=True)
-    resources = {"front_matter": front_matter(nb), "output_files_dir": f"{nb.slug}_files", "unique_key": nb.slug}
+    resources = {
+        "front_matter": front_matter(nb, position),
+        "output_files_dir": f"{nb.slug}_files",
+        "unique_key": nb.slug,
+    }
     body, resources = PostExporter().from_notebook_node(nb.node, resources)
     written = FilesWriter(build_directory=str(blog)).write(body, resources, notebook_name=Path(post_name(nb)).stem)
     return Path(written)
@@ -650,6 +688,48 @@ for (const entry of performance.getEntriesByType('resource')) {
 return problems;
 """
 
+# Nothing wider than its column unless it scrolls in its own box, and no sideways scrolling of the page.
+# A box clips (overflow hidden) or spills (overflow visible) when its content is wider than it and it
+# does not scroll; an element pokes out when its border box passes the right edge of the page's
+# column (main, the contents, header, footer) with no scrolling box around it. Only the outermost
+# offender of a nest is reported, so one wide table is one problem, not one per cell.
+_LAYOUT_PROBLEMS_JS = """
+const problems = [];
+const scrolls = (el) => ['auto', 'scroll'].includes(getComputedStyle(el).overflowX);
+const describe = (el) => {
+  const names = typeof el.className === 'string' ? el.className.trim().split(/\\s+/).filter(Boolean) : [];
+  const text = (el.textContent || '').trim().replace(/\\s+/g, ' ').slice(0, 50);
+  return [el.tagName.toLowerCase(), ...names].join('.') + ' "' + text + '"';
+};
+const columns = document.querySelectorAll('main, nav.toc, header.site, footer.site');
+for (const column of columns) {
+  const right = column.getBoundingClientRect().right + 1;
+  const inScroller = (el) => {
+    for (let up = el.parentElement; up && up !== column; up = up.parentElement) if (scrolls(up)) return true;
+    return false;
+  };
+  const pokes = (el) => el !== column && el.getBoundingClientRect().right > right && !inScroller(el);
+  for (const el of column.querySelectorAll('*')) {
+    const style = getComputedStyle(el);
+    if (style.display === 'inline' || style.display === 'none' || el.clientWidth === 0) {
+      // inline boxes have no width of their own to clip; their block ancestor is checked instead
+    } else if (el.scrollWidth > el.clientWidth + 1 && !scrolls(el) && !inScroller(el)) {
+      const sizes = el.scrollWidth + ' px of content in ' + el.clientWidth + ' px, overflow-x ' + style.overflowX;
+      problems.push('clipped (' + sizes + '): ' + describe(el));
+    }
+    if (pokes(el) && !pokes(el.parentElement)) problems.push('wider than its column: ' + describe(el));
+  }
+}
+const page = document.documentElement.scrollWidth;
+if (page > window.innerWidth || page > document.documentElement.clientWidth) {
+  const view = Math.min(window.innerWidth, document.documentElement.clientWidth);
+  problems.push('the page scrolls sideways: ' + page + ' px wide in a ' + view + ' px viewport');
+}
+return problems;
+"""
+# Desktop and a phone (an iPhone's 375 CSS px): every page is laid out and checked at both.
+WIDTHS = {"desktop": (1280, 900), "phone": (375, 812)}
+
 
 def browser_missing() -> str | None:
     """Why the headless browser check cannot run here, or None when it can."""
@@ -695,8 +775,10 @@ def browse(site: Path, screenshots: Path | None = None) -> list[str]:
 
     Checked per page: every ``<img>`` decoded, every in-page ``#fragment`` link has a target, every
     MathML fraction stacked (the browser laid the maths out), no SEVERE console message, nothing
-    fetched from outside the local server. A full-page screenshot
-    of each page goes to ``screenshots/<page>.png`` when that folder is given.
+    fetched from outside the local server; and at each of :data:`WIDTHS` (desktop, phone) nothing
+    clipped or wider than its column unless it scrolls in its own box, and no sideways scrolling of
+    the page. A full-page screenshot of each page goes to ``screenshots/<page>.png`` (desktop) and
+    ``screenshots/<page>.phone.png`` when that folder is given.
     """
     import functools
     import tempfile
@@ -723,17 +805,25 @@ def browse(site: Path, screenshots: Path | None = None) -> list[str]:
         driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
         try:
             driver.set_page_load_timeout(60)
-            for page in sorted(site.glob("*.html")):
-                driver.get(f"http://127.0.0.1:{server.server_address[1]}/{page.name}")
-                problems += [f"{page.name}: {p}" for p in driver.execute_script(_PAGE_PROBLEMS_JS)]
-                problems += [
-                    f"{page.name}: console {e['level']}: {e['message']}"
-                    for e in driver.get_log("browser")
-                    if e["level"] == "SEVERE"
-                ]
-                if screenshots is not None:
-                    screenshots.mkdir(parents=True, exist_ok=True)
-                    (screenshots / f"{page.stem}.png").write_bytes(_full_page_png(driver))
+            for device, (width, height) in WIDTHS.items():
+                # A phone's viewport, not a narrow window: the page's viewport meta tag is honoured.
+                metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": device == "phone"}
+                driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+                for page in sorted(site.glob("*.html")):
+                    driver.get(f"http://127.0.0.1:{server.server_address[1]}/{page.name}")
+                    where = page.name if device == "desktop" else f"{page.name} ({device}, {width} px)"
+                    if device == "desktop":  # images, links, maths and requests do not depend on the width
+                        problems += [f"{where}: {p}" for p in driver.execute_script(_PAGE_PROBLEMS_JS)]
+                    problems += [f"{where}: {p}" for p in driver.execute_script(_LAYOUT_PROBLEMS_JS)]
+                    problems += [
+                        f"{where}: console {e['level']}: {e['message']}"
+                        for e in driver.get_log("browser")
+                        if e["level"] == "SEVERE"
+                    ]
+                    if screenshots is not None:
+                        screenshots.mkdir(parents=True, exist_ok=True)
+                        name = page.stem if device == "desktop" else f"{page.stem}.{device}"
+                        (screenshots / f"{name}.png").write_bytes(_full_page_png(driver))
         finally:
             driver.quit()
             server.shutdown()
@@ -744,8 +834,10 @@ def browse(site: Path, screenshots: Path | None = None) -> list[str]:
 # --- the command ----------------------------------------------------------------------------------
 
 
-def _order(path: Path) -> tuple[bool, str]:
-    return (path.stem != "tutorial", path.stem)  # the tutorial reads first, the rest by name
+def _order(path: Path) -> tuple[int, str]:
+    """Where a notebook comes in the reading order: :data:`READING_ORDER`, then any other by name."""
+    known = READING_ORDER.index(path.stem) if path.stem in READING_ORDER else len(READING_ORDER)
+    return (known, path.stem)
 
 
 def publish(notebooks: Path, sources: Path | None, out: Path) -> list[Notebook]:
@@ -758,8 +850,8 @@ def publish(notebooks: Path, sources: Path | None, out: Path) -> list[Notebook]:
         shutil.rmtree(folder, ignore_errors=True)
     write_site(loaded, out / "site")
     (out / "blog").mkdir(parents=True)
-    for nb in loaded:
-        write_post(nb, out / "blog")
+    for position, nb in enumerate(loaded):
+        write_post(nb, out / "blog", position)
     return loaded
 
 
