@@ -15,39 +15,11 @@
 # # Does the heatmap tell the truth?
 #
 # A Grad-CAM heatmap is persuasive: a warm blob on the cat, and we nod. But a picture that *looks*
-# right is not evidence that it shows what the network used. A blob in the middle of the photo would
+# right is not evidence that it shows what the network used: a blob in the middle of the photo would
 # look right on most ImageNet pictures, because photographers put the subject in the middle. So this
-# notebook asks the heatmap to earn our trust with numbers:
-#
-# 0. **Accuracy**: is the network any good on photos it never trained on? Explaining a wrong
-#    network well is not the point.
-# 1. **Localisation**: does the map for a class put its mass, and its peak, on that object? First
-#    on a picture we built, then on ImageNet validation photos with their ground-truth boxes.
-# 2. **Sanity check**: if we destroy what the network learned, does the map change? A map that
-#    survives randomised weights describes the image, not the model.
-# 3. **Faithfulness**: if we remove the pixels the map calls important, does the network's belief
-#    collapse faster than when we remove pixels at random, or the centre first?
-# 4. **Agreement with other implementations** of Grad-CAM on the same input.
-# 5. **Grad-CAM's relatives**: do Grad-CAM++, HiResCAM, XGrad-CAM, LayerCAM or Score-CAM do better
-#    on the same measures?
-# 6. **Cost**: what one heatmap costs in time.
-#
-# **The photos.** 1000 ImageNet *validation* photos (the network never trained on them) with their
-# official labels and ground-truth boxes, from the mirror beside the project (each fetched by URL and
-# sha256). Their source stored them at 227 x 227, stretched from their original size; we explain
-# them as stored and move the boxes with the same stretch. They are used for numbers only and are
-# never drawn here: the only pictures shown are the demo grid, built from photos that ship with
-# scikit-image and matplotlib.
-#
-# **Two runs.** `make report-full` runs the whole evaluation (localisation and accuracy on all 1000
-# photos, the sanity check on 50, faithfulness on 300, the variants on 30 at two layers; 32 minutes
-# on two cores in its last run) and commits
-# its numbers to `results/report-full.json`, which this notebook loads. Each section also runs the
-# same code live on a few photos, so you can see it work and change it; the live numbers are noisy,
-# the full run's are the ones to quote. The definitions live in `gradcam_tutorial.evaluation`
-# (`.faithfulness`, `.localisation`, `.road`, `.sanity`; each tested on synthetic cases with known
-# answers, and against Quantus and pytorch-grad-cam where they implement the same metric); the
-# loops in `gradcam_tutorial.evaluation.report`.
+# report asks the heatmap five questions and answers them with numbers from 1000 ImageNet validation
+# photos, none of which the network trained on. The answers come first; the sections after them hold
+# the evidence and the live code behind each.
 
 # %% tags=["setup"]
 # %matplotlib inline
@@ -55,18 +27,19 @@ import hashlib
 import json
 import os
 import warnings
-from pathlib import Path
 
 warnings.filterwarnings("ignore", message="IProgress not found")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torchvision
+from IPython.display import Markdown, display
 
 from gradcam_tutorial import create_model, demo_grid, explain, overlay_grid
 from gradcam_tutorial.data import imagenet_val, sha256sum
-from gradcam_tutorial.evaluation import report
-from gradcam_tutorial.evaluation.sanity import randomisation_stages
+from gradcam_tutorial.evaluation import answers, report
+from gradcam_tutorial.evaluation.sanity import cascading_randomisation, randomisation_stages
+from gradcam_tutorial.publishing.reference import check, find_reference, find_upwards
 
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))  # the committed outputs are tested with 2 and 1
 torch.manual_seed(0)
@@ -79,11 +52,42 @@ SANITY_PHOTOS = 3  # for the live cascading-randomisation curve (the full run: 5
 N_PHOTOS = 6  # for the live faithfulness run (the full run: 300)
 STEPS = report.DEFAULT_STEPS  # deletion/insertion steps
 SEED = 0
-RESULTS = "../results/report-full.json"  # written by `make report-full`
+RESULTS = "results/report-full.json"  # written by `make report-full`; looked for here and in the folders above
+
+# %% [markdown]
+# ## Answers
+#
+# Written by `gradcam_tutorial.evaluation.answers` from the full run's results file, not typed, so
+# they change when the run does. Every "better" or "worse" is a paired 95 % interval (the same photos
+# resampled together) that excludes zero; "no different from" is one that contains it. The default
+# layer is `features`, the feature map the classifier pools (the output of the last activation).
+
+# %%
+results_file = find_upwards(RESULTS)
+if results_file is None:
+    raise FileNotFoundError(f"{RESULTS} is not in this folder or one above it; run `make report-full` or set RESULTS")
+full = json.loads(results_file.read_text())
+display(Markdown(answers.render_markdown(answers.answers(full))))
+
+# %% [markdown]
+# **The photos.** 1000 ImageNet *validation* photos (the network never trained on them) with their
+# official labels and ground-truth boxes, from the mirror beside the project (each fetched by URL and
+# sha256). Their source stored them at 227 x 227, stretched from their original size; we explain
+# them as stored and move the boxes with the same stretch. They are used for numbers only and are
+# never drawn here: the only pictures shown are the demo grid, built from photos that ship with
+# scikit-image and matplotlib.
+#
+# **Two runs.** `make report-full` runs the whole evaluation (localisation and accuracy on all 1000
+# photos, the sanity check on 50, faithfulness on 300, the variants on 30 at two layers; section 6
+# gives its time) and commits its numbers to `results/report-full.json`, which this notebook loads.
+# Each section also runs the same code live on a few photos, so you can see it work and change it;
+# the live numbers are noisy, the full run's are the ones to quote. The definitions live in
+# `gradcam_tutorial.evaluation` (`.faithfulness`, `.localisation`, `.road`, `.sanity`; each tested
+# on synthetic cases with known answers, and against Quantus and pytorch-grad-cam where they
+# implement the same metric); the loops in `gradcam_tutorial.evaluation.report`.
 
 # %%
 model, spec = create_model(MODEL)
-full = json.loads(Path(RESULTS).read_text())
 val = list(imagenet_val())
 print(spec.description)
 print("layers compared:", report.candidate_layers(spec))
@@ -126,8 +130,9 @@ print(f"{'all 50 000 validation photos (published)':<48}{0.751:>8.1%}{'':>8}")
 # "hits" when its own quadrant holds the largest share.
 #
 # We try three layers: the original post's choice (`_conv_head`, the last `nn.Conv2d` listed by
-# the model, *before* its batch norm and activation), our default (`_swish`, the activation the
-# classifier actually pools) and an earlier block (`_blocks.14`, less class-specific).
+# the model, *before* its batch norm and activation), our default (`features`, the feature map the
+# classifier pools: the output of the last activation) and an earlier block (`_blocks.14`, less
+# class-specific).
 
 # %%
 grid, tiles = demo_grid()
@@ -145,13 +150,13 @@ for layer, results in pointing.items():
 # objects (visible in the figure below). Four objects, each filling a quadrant, make an easy test
 # and too few cases to measure anything; section 1b asks the same of 1000 real photos.
 
-# %%
+# %% caption="Each tile's class (columns) at three layers (rows), each map normalised alone; dashed: the crop seen."
 heatmaps, titles = [], []
 for layer in report.candidate_layers(spec):
     explanation = explain(grid, model, spec, classes=[t.class_index for t in tiles], layer=layer)
     heatmaps += list(explanation.heatmaps)
     titles += [f"{layer}: {name}" for name in explanation.class_names]
-fig = overlay_grid(grid, heatmaps, titles, columns=4)
+fig = overlay_grid(grid, heatmaps, titles, columns=4, colormap="viridis", box=explanation.box)
 plt.show()
 
 # %% [markdown]
@@ -214,28 +219,41 @@ def localisation_table(block: dict) -> None:
     )
 
 
+def against_chance(block: dict) -> None:
+    for layer in full["config"]["layers"]:
+        for measure in ("energy", "pointing"):
+            level = block[f"chance_{measure}"]
+            print(f"  {layer:<12}{measure:<10}{answers.against_level(block[layer][measure], level)}")
+
+
 loc = full["localisation"]
 print(f"all {loc['n_photos']} photos")
 localisation_table(loc)
 small = loc["small_objects"]
 print(f"\n{small['n_photos']} photos whose boxes cover under {small['max_box_coverage']:.0%} of the photo")
 localisation_table(small)
+for name, block in (("all photos", loc), ("small objects", small)):
+    print(f"\neach layer against the chance level, {name}:")
+    against_chance(block)
 
 # %% [markdown]
 # How to read it. The `random` map scores what the chance level predicts (energy 0.607 against
 # 0.608, pointing 0.660 against 0.675): the chance level is right, and it is high, because many
 # ImageNet objects fill most of the frame. The centre prior is a strong baseline: its peak lands on
-# the object on 91.3 % of the photos. Grad-CAM at `_swish` beats it on every count, and the paired
+# the object on 91.3 % of the photos. Grad-CAM at `features` beats it on every count, and the paired
 # intervals exclude zero: energy by 0.062 to 0.073, pointing by 0.020 to 0.052 on all photos, and
 # on the 219 small objects, where the chance level drops to 0.174 (energy) and 0.247 (pointing), by
-# 0.106 to 0.133 in energy and 0.064 to 0.192 in pointing. The earlier block `_blocks.14` is barely
-# better than chance at pointing (0.688 against 0.675).
+# 0.106 to 0.133 in energy and 0.064 to 0.192 in pointing. The earlier block `_blocks.14` puts more
+# of its mass in the boxes than chance, but on all photos its peak is no different from chance at
+# pointing: its interval contains the chance level (the last lines above). On small objects both of
+# its scores are above chance, and far below the other two layers'.
 #
-# **The default layer.** `_swish` and the original post's `_conv_head` point equally well (0.949
-# and 0.950 on all photos, 0.785 and 0.794 on small objects, intervals overlapping), but `_swish`
+# **The default layer.** `features` and the original post's `_conv_head` point about equally well
+# (0.949 and 0.950 on all photos, 0.785 and 0.794 on small objects; their intervals overlap, and the
+# run stores no paired interval between the two layers, so it cannot tell them apart), but `features`
 # puts clearly more of its mass on the object: energy 0.787 [0.771, 0.802] against 0.737 [0.720,
 # 0.753], and on small objects 0.399 [0.371, 0.428] against 0.317 [0.294, 0.341], intervals apart.
-# So `_swish`, the activation the classifier pools, stays the default.
+# So `features`, the feature map the classifier pools, stays the default.
 
 # %% [markdown]
 # ## 2. Sanity check: cascading randomisation
@@ -256,10 +274,17 @@ localisation_table(small)
 # fail. "Different" needs a reference: the maps of two *unrelated* photos are not uncorrelated
 # (objects sit near the centre, and a 224-pixel map has smooth structure), so each method's
 # reference level is its mean |Spearman| between the trained model's maps of neighbouring photos in
-# the list (different classes). A randomised map is as different as another photo's when it reaches
-# that level. First the maps themselves, for the cat of the demo grid, then the numbers.
+# the list (different classes).
+#
+# **The criterion, the same for every method**: a method *passes* when, as the stages are randomised
+# from the top, its mean |Spearman| to the trained map falls to its reference level (as different as
+# another photo's map) while the lower stages still hold their trained weights. A map that gets there
+# only when every stage is random *fails*: it kept part of the trained ranking as long as anything
+# learned was left. The verdicts below are computed from the stored curves by
+# `answers.sanity_verdicts`. First the maps themselves, for the cat of the demo grid, then the
+# numbers.
 
-# %%
+# %% caption="The cat's map by each method (rows), trained and randomised from the top down to each column's stage."
 stages = randomisation_stages(model)
 cat = tiles[0]
 columns, maps = report.randomised_maps(model, spec, grid, cat.class_index, depths=[1, 3, 7, 16, len(stages)], seed=SEED)
@@ -277,6 +302,13 @@ for row, (method, series) in enumerate(maps.items()):
             ax.set_ylabel(method, fontsize=9)
 fig.suptitle(f"maps of '{cat.name}' on the demo grid as the weights are randomised from the top", fontsize=10)
 fig.tight_layout()
+fig.colorbar(
+    plt.cm.ScalarMappable(cmap="gray"),
+    ax=axes.ravel().tolist(),
+    fraction=0.02,
+    pad=0.02,
+    label="map / its 99th percentile (clipped at 1)",
+)
 plt.show()
 
 # %% [markdown]
@@ -295,32 +327,73 @@ for column, stage in enumerate(sanity.stages):
 print(f"{'unrelated photos':<20}" + "".join(f"{v.mean():>22.3f}" for v in sanity.reference.values()))
 
 # %% [markdown]
-# The live run above averages `SANITY_PHOTOS` photos and is noisy. The full run, on 50 photos:
+# The live run above averages `SANITY_PHOTOS` photos and is noisy. One thing it can show exactly:
+# with every stage random, the feature map Grad-CAM reads no longer depends on the photo. The cell
+# below passes the live photos and the demo grid through the fully randomised network and compares
+# their `features` maps.
+
+# %%
+# one copy, re-initialised stage by stage from the top: after the last stage every stage is random
+randomised = list(cascading_randomisation(model, SEED))[-1][1]
+captured = []
+hook = dict(randomised.named_modules())[spec.target_layer].register_forward_hook(
+    lambda _module, _inputs, output: captured.append(output.detach())
+)
+with torch.no_grad():
+    for x in [report.model_input(p, spec) for p in report.spread(val, SANITY_PHOTOS)] + [spec.preprocess(grid)]:
+        randomised(x)
+hook.remove()
+largest = max(float((f - captured[0]).abs().max()) for f in captured) / float(captured[0].abs().max())
+print(
+    f"fully randomised network, {len(captured)} pictures: their `{spec.target_layer}` feature maps differ "
+    f"by {'under 0.01 %' if largest < 1e-4 else f'{largest:.2%}'} of the largest value"
+)
+print(
+    "live photos whose randomised Grad-CAM map is flat (|rho| exactly 0):",
+    int((sanity.spearman["gradcam"][:, -1] == 0).sum()),
+)
+
+# %% [markdown]
+# The full run, on 50 photos, with each method's verdict by the criterion above:
 
 # %%
 s = full["sanity"]
-print(f"{s['n_photos']} photos, all {s['depth']} stages randomised")
-print(f"{'method':<18}{'trained vs randomised':>24}{'unrelated photos':>20}")
-for method, value in s["final_abs_spearman"].items():
-    print(f"{method:<18}{value:>24.3f}{s['reference_abs_spearman_by_method'][method]:>20.3f}")
-fig, ax = plt.subplots(figsize=(8, 4))
+sanity_read = answers.sanity_verdicts(s)
+print(f"{s['n_photos']} photos; mean |Spearman| to the trained map, randomised cumulatively down to:")
+print(f"{'stage':<18}" + "".join(f"{m:>18}" for m in sanity_read))
+for k, stage in enumerate(s["stages"]):
+    print(f"{stage:<18}" + "".join(f"{v.curve[k]:>18.3f}" for v in sanity_read.values()))
+print(f"{'unrelated photos':<18}" + "".join(f"{v.reference:>18.3f}" for v in sanity_read.values()))
+for method, verdict in sanity_read.items():
+    print(f"{method}: {answers.describe_sanity(verdict, s['depth'])}")
+
+# %% caption="Full run: mean |Spearman| to the trained map per stage randomised; dashed: each method's reference level."
+fig, ax = plt.subplots(figsize=(8, 4.5))
 report.plot_results_sanity(full, ax)
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The full run agrees with the paper. Grad-CAM passes at once: with only the classifier random its
-# mean |Spearman| to the trained map is 0.339, already *below* the 0.484 that maps of two unrelated
-# photos share (Grad-CAM maps of any photo resemble each other: a blob near the centre, zeros
-# elsewhere). A flat map, like the black panels above, ranks nothing and counts as |rho| 0, so
-# part of Grad-CAM's low similarity is maps that vanish on a random network. The gradient passes
-# slowly: from 0.466 it falls with every stage and reaches its reference level (0.074) only when all
-# 21 stages are random (0.066). **Guided Backprop fails**, as Adebayo et al. found: its maps stay at
-# |rho| 0.94 to 1.00 to the trained ones until `_blocks.12` (seven stages random, the classifier included),
-# 0.696 at `_blocks.8`, and fall to its reference level (0.179) only when the early blocks go too
-# (0.121 at full randomisation). So a Guided Backprop picture mostly shows the photo's edges, while
-# Grad-CAM's depends on what the top of the network learned, which is what an explanation of a
-# class must do.
+# By this one criterion Grad-CAM passes at once: with only the classifier random its mean |Spearman|
+# to the trained map is 0.339, already below its reference level of 0.484. That reference is high
+# because Grad-CAM maps of any photo resemble each other (a blob near the centre, zeros elsewhere).
+# The gradient and Guided Backprop both fail it: each stays above its own reference level until the
+# last stage, when nothing learned is left (0.066 against 0.074, and 0.121 against 0.179). They
+# fail differently. The gradient's |Spearman| falls at every stage, from 0.466 with the classifier
+# random to 0.193 with all but the stem random; Adebayo et al. found that the gradient passes on
+# their networks, and on this one, by this reference, it keeps part of its trained ranking as long
+# as the first blocks keep their weights. Guided Backprop's stays at 0.943 or more through
+# `_blocks.12` (the first five stages measured) and drops only when the middle and early blocks go:
+# its picture mostly shows the photo's edges, as the paper found.
+#
+# **Why Grad-CAM's curve is flat at 0.158 over its last three stages.** By `_blocks.8` the random
+# blocks above it have all but washed the photo out (the check above shows the fully randomised
+# network's `features` map to be the same for every picture), so each photo's randomised Grad-CAM
+# map is fixed by its class's random classifier weights and stops changing as the lower stages go. About half of those
+# maps are all zero after Grad-CAM's ReLU, which counts as |Spearman| 0 (26 of the full run's 50
+# photos, counted for this paragraph: the results file stores only means); the others rank their
+# pixels the same at `_blocks.8`, `_blocks.3` and `_conv_stem`. So the flat tail is a network that no
+# longer sees the photo, not a map that survives randomisation.
 
 # %% [markdown]
 # ## 3. Faithfulness
@@ -421,8 +494,8 @@ print(
     ci(road["gap_diff_vs_center_ci95"]),
 )
 
-# %%
-fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+# %% caption="Full run: mean deletion, insertion and ROAD curves of the true class's probability for the four maps."
+fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
 report.plot_results_curves(full, *axes)
 fig.tight_layout()
 plt.show()
@@ -439,12 +512,13 @@ plt.show()
 # matters: Grad-CAM's margin over it (insertion 0.037 to 0.055, deletion -0.047 to -0.025, ROAD gap
 # 0.102 to 0.139) is about a third of its margin over random.
 #
-# The two Grad-CAM layers are indistinguishable on the curves (deletion 0.200 and 0.206, ROAD gaps
-# 0.363 and 0.352, intervals overlapping). Average Drop is the exception: `last_conv` (0.111
-# [0.090, 0.134]) beats `gradcam` (0.180 [0.150, 0.211]). Average Drop multiplies the input by the
-# map, so a map that leaves more of the photo visible drops less, and `_conv_head`'s maps spread
-# wider (section 1b: less of their mass on the object, energy 0.737 against 0.787). Average Drop
-# rewards coverage as much as faithfulness, which is why we read it beside the curves and not alone.
+# The two Grad-CAM layers are close on the curves (deletion 0.200 and 0.206, ROAD gaps 0.363 and
+# 0.352; the intervals overlap, and the run stores no paired interval between the two layers).
+# Average Drop is the exception: `last_conv` (0.111 [0.089, 0.134]) drops less than `gradcam`
+# (0.180 [0.150, 0.211]), intervals apart. Average Drop multiplies the input by the map, so a map
+# that leaves more of the photo visible drops less, and `_conv_head`'s maps spread wider (section
+# 1b: less of their mass on the object, energy 0.737 against 0.787). Average Drop rewards coverage
+# as much as faithfulness, which is why we read it beside the curves and not alone.
 #
 # **Enough steps?** Each AUC is a trapezoid over the curve's points, so too few steps misjudge it.
 # The first 50 of the 300 photos were also run at twice the steps; since step `k` of `n` removes
@@ -466,14 +540,15 @@ for count, aucs in check_steps["auc_by_steps"].items():
     )
 print(
     f"largest change of a mean AUC from {full['steps']} to {2 * full['steps']} steps: "
-    f"{check_steps['max_mean_change_when_doubled']:.4f}"
+    f"{check_steps['max_mean_change_when_doubled']:.4f}; "
+    f"mean change of one photo's AUC: {check_steps['mean_abs_photo_change_when_doubled']:.4f}"
 )
 
 # %% [markdown]
 # From 16 to 32 steps no mean AUC moves by more than 0.0013, about a seventh of the half-width of the
 # narrowest interval above (the paired insertion difference from the centre prior, +-0.009; each
 # photo's own AUC moves by 0.0049 on average), so 16 steps measure the curves; at 8 steps the
-# insertion AUC of `gradcam` was still 0.0036 lower.
+# insertion AUC of `gradcam` was still about 0.004 lower.
 #
 # **Beside a published table.** torchcam's README reports, for Grad-CAM on ResNet-18, an Average
 # Drop of 0.2686 and an Increase in Confidence of 0.2250 on the Imagenette validation split. Our
@@ -525,17 +600,21 @@ for tile in tiles:
 # ## 5. Grad-CAM's relatives
 #
 # pytorch-grad-cam and torchcam offer a dozen variants of Grad-CAM and no evidence for choosing
-# between them. The package implements five on the same one-pass machinery (the tutorial's section
-# 14 says how each differs; `tests/test_variants.py` checks each against pytorch-grad-cam, and
-# torchcam where it follows the same formula). The full run puts every one through the measures of
-# sections 1 to 3, for the true class, at two layers: the default `_swish`, which only pooling and
-# the classifier follow, and the earlier block `_blocks.14`, where the gradient varies over the 7 x 7
-# positions. Localisation at `_swish` uses all validation photos; everything else uses an evenly
-# spread subset (Score-CAM, one forward pass per channel of the layer, a smaller one). Each variant
-# is paired with Grad-CAM on the same photos: `+` marks a paired 95 % interval that lies on the
-# better side of zero, `-` on the worse side, `=` one that contains zero (a difference inside the
-# noise). For deletion AUC and the similarity to the randomised model's map (`|rho| randomised`),
-# lower is better.
+# between them. The package implements five on the same one-pass machinery (the tutorial says how
+# each differs; `tests/test_variants.py` checks each against pytorch-grad-cam, and torchcam where it
+# follows the same formula). The full run puts every one through the measures of sections 1 to 3,
+# for the true class, at two layers: the default `features`, which only pooling and the classifier
+# follow, and the earlier block `_blocks.14`, where the gradient varies over the 7 x 7 positions.
+# Localisation at `features` uses all validation photos; everything else uses an evenly spread
+# subset (Score-CAM, one forward pass per channel of the layer, a smaller one).
+#
+# Each variant is compared with Grad-CAM **on the same photos only**: the table gives Grad-CAM's own
+# means on all its photos, then for each variant the paired 95 % interval of (variant - Grad-CAM)
+# on the photos both ran on ("photos": localisation's count / the other measures'). A variant's own
+# mean is left out on purpose: Score-CAM's mean on its 10 photos set beside Grad-CAM's on 30 or 1000
+# would compare different photos. `+` marks an interval on the better side of zero, `-` on the worse
+# side, `=` one that contains zero (a difference inside the noise). For deletion AUC and the
+# similarity to the randomised model's map (`|rho| randomised`), lower is better.
 
 # %%
 from gradcam_tutorial.evaluation.variants import format_variant_table, plot_variant_differences
@@ -548,82 +627,109 @@ for layer, block in full["variants_by_layer"].items():
     )
     print(format_variant_table(block) + "\n")
 
-# %% caption="Each variant minus Grad-CAM on the same photos: paired 95 % intervals per measure, at both layers."
-fig, axes = plt.subplots(1, 6, figsize=(15, 3.2), sharey=True)
+# %% caption="Each variant minus Grad-CAM on the same photos: paired 95 % intervals per measure, one colour per layer."
+fig, axes = plt.subplots(1, 6, figsize=(16, 3.6), sharey=True)
 plot_variant_differences(full["variants_by_layer"], axes)
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# How to read it.
+# How to read it (the intervals quoted are the table's, variant minus Grad-CAM on the same photos).
 #
 # **At the default layer nothing beats Grad-CAM.** HiResCAM and XGrad-CAM give Grad-CAM's own maps
-# on every photo (after `_swish` EfficientNet only averages over positions and applies a linear
+# on every photo (after `features` EfficientNet only averages over positions and applies a linear
 # classifier, so the gradient is the same at every position, and both formulas reduce to Grad-CAM's;
 # `tests/test_variants.py` checks the same identity on ResNet-18). Grad-CAM++ and LayerCAM, which
 # keep only positive gradients, are slightly but consistently worse: on all 1000 photos 0.0065 to
 # 0.0099 (Grad-CAM++) and 0.0078 to 0.0115 (LayerCAM) less of their mass falls in the boxes, with
-# the same pointing; on the 30 photos their insertion AUC is lower by 0.003 to 0.017, their ROAD gap
-# by 0.006 to 0.045 (Grad-CAM++ also deletes more slowly, by 0.0002 to 0.0113), and their maps stay
-# *more* like the randomised model's (|rho| 0.389 and 0.472 against Grad-CAM's 0.229), the direction
-# the sanity check warns about. Score-CAM, on its 10
-# photos, is inside the noise on localisation, insertion and ROAD, worse on deletion (0.003 to 0.035)
-# and also more similar to the randomised model's maps (0.543).
+# pointing no different; on the 30 photos their insertion AUC is lower by 0.0032 to 0.0167 and
+# 0.0030 to 0.0173, their ROAD gap by 0.0059 to 0.0430 and 0.0056 to 0.0450 (Grad-CAM++ also
+# deletes more slowly, by 0.0002 to 0.0113; LayerCAM's deletion is no different), and their maps
+# stay *more* like the randomised model's (|rho| higher by 0.0126 to 0.3036 and 0.1100 to 0.3723),
+# the direction the sanity check warns about. Score-CAM, on its 10 photos, is no different from
+# Grad-CAM on those same photos in localisation, insertion and ROAD, worse on deletion (0.0032 to
+# 0.0349) and more similar to the randomised model's maps (0.0541 to 0.4938).
 #
-# **At `_blocks.14` the variants matter.** There Grad-CAM's peak lands in a box on only 18 of the
-# 30 photos (0.600); HiResCAM's on 28 (0.933) and LayerCAM's on 27 (0.900), paired gains of 0.13 to
-# 0.53 and 0.10 to 0.50: averaging a gradient that varies over space is what hurts Grad-CAM inside
-# the network, as Draelos and Carin argue. Their energy, insertion, deletion and ROAD are inside the
-# noise of Grad-CAM's. Grad-CAM++ is worse there on energy, insertion and ROAD, XGrad-CAM on
-# insertion and deletion. Score-CAM's `=` and `+` here rest on 10 photos, and its `+` in the sanity
-# column is no virtue: the randomised model's Score-CAM maps at this block are all zero (every one
-# of the 10 scores exactly 0), so there is nothing left to compare.
+# **At `_blocks.14` the variants matter.** There Grad-CAM's peak lands in a box on 0.6000 of the 30
+# photos; HiResCAM's and LayerCAM's land there more often, by 0.1333 to 0.5333 and 0.1000 to 0.5000:
+# averaging a gradient that varies over space is what hurts Grad-CAM inside the network, as Draelos
+# and Carin argue. Their energy, insertion, deletion and ROAD are no different from Grad-CAM's.
+# Grad-CAM++ is worse there on energy, insertion and ROAD, XGrad-CAM on insertion and deletion.
+# Score-CAM's `=` marks here rest on 10 photos, and its sanity interval, below zero, is marked `?`
+# rather than `+`: the randomised model's Score-CAM maps at this block are all flat (every one of the
+# 10 scores |rho| exactly 0), so there is nothing left to compare, and a low similarity is no virtue.
 #
 # **What to use.** At the default layer, Grad-CAM: its relatives either are Grad-CAM or lose a
-# little on every measure that separates them, and Score-CAM costs one forward pass per channel
-# (1280 here; the cost section times it). Inside the network, where one might look for finer maps,
-# HiResCAM and LayerCAM are the variants with evidence behind them on these photos. The intervals on 30 photos (10
-# for Score-CAM) are wide; only the `+` and `-` marks above are differences larger than the noise.
+# little on a measure that separates them, and Score-CAM costs one forward pass per channel (the
+# cost section counts them and times one call). Inside the network, where one might look for finer
+# maps, HiResCAM and LayerCAM are the variants with evidence behind them on these photos, on
+# pointing only. The intervals on 30 photos (10 for Score-CAM) are wide; only the `+` and `-` marks
+# above are differences larger than the noise.
 #
 # ## 6. Cost
 #
-# What a heatmap costs on this machine, measured fairly: two untimed warm-up rounds, then the median
-# of five timed rounds, each method interleaved with the forward pass it is compared with, and
-# reported as a multiple of that forward pass. Timings differ from run to run and machine to
-# machine, so the notebook tests skip this cell (tagged `nbval-skip`) and it states no verdicts;
-# `make bench` runs the same code with 15 rounds and checks the goals, and the README records its
-# numbers.
+# What a heatmap costs in time. Timings on a shared machine drift from one minute to the next, and a
+# single live timing on it can even show a Grad-CAM call faster than the forward pass it contains.
+# So the figures here are the full run's: while it ran, it priced each kind of pass about once a
+# minute (one timed call of each after an untimed one, in batches of 4 images as the evaluation runs
+# them) and kept every sample. A Grad-CAM map is one forward pass that records the graph plus one backward
+# pass to the layer; the forward pass alone is the price of scoring an input. `make bench` times
+# the package against the original post's class and the three libraries with 15 rounds and checks
+# the goals, and the README records its numbers.
 
-# %% tags=["nbval-skip"]
-from gradcam_tutorial.evaluation.cost import format_table, run_benchmark
-
-print("threads", torch.get_num_threads())
-gradient_variants = ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam")
-print(format_table(run_benchmark(model_names=(MODEL,), repeats=5, warmup=2, variants=gradient_variants), goals=False))
+# %%
+series = full["cost"]["price_series"]
+ratios = np.array(series["gradcam"]) / np.array(series["inference"])
+print(f"{'sample at (min)':>16}{'forward ms/image':>18}{'Grad-CAM ms/image':>19}{'x forward':>11}")
+for at, forward_s, gradcam_s, ratio in zip(
+    series["taken_at_seconds"], series["inference"], series["gradcam"], ratios, strict=True
+):
+    print(f"{at / 60:>16.1f}{forward_s * 1000:>18.1f}{gradcam_s * 1000:>19.1f}{ratio:>11.2f}")
+print(f"median x forward {np.median(ratios):.2f}, range {ratios.min():.2f} to {ratios.max():.2f}")
+print(f"samples in which a Grad-CAM map cost less than a forward pass: {int((ratios < 1).sum())} of {len(ratios)}")
 
 # %% [markdown]
-# The table times the gradient-based variants at `_conv_head` (a layer the network calls once, so
-# pytorch-grad-cam explains the same call as we do). Score-CAM is left out of it because one call
-# is one forward pass per channel; timed once here, at the default layer, against the forward pass:
+# Sampled side by side, a Grad-CAM map never cost less than the forward pass it contains (the last
+# line). Score-CAM is another matter: one call is one forward pass per channel of the layer. Timed
+# once here at the default layer (nothing else in the report uses this number), against the median
+# of five forward passes after two warm-ups:
 
 # %% tags=["nbval-skip"]
 import time
 
 from gradcam_tutorial import ScoreCAM
 
-with torch.enable_grad():
-    started = time.perf_counter()
+
+def forward_seconds(repeats: int = 5, warmup: int = 2) -> float:
+    """Median time of one forward pass of the grid, after warm-up rounds."""
+    times = []
+    for round_ in range(warmup + repeats):
+        started = time.perf_counter()
+        with torch.no_grad():
+            model(x_grid)
+        if round_ >= warmup:
+            times.append(time.perf_counter() - started)
+    return float(np.median(times))
+
+
+shapes = []  # the layer's channel count: Score-CAM makes one masked pass per channel
+hook = dict(model.named_modules())[spec.target_layer].register_forward_hook(
+    lambda _module, _inputs, output: shapes.append(output.shape)
+)
+with torch.no_grad():
     model(x_grid)
-    forward_s = time.perf_counter() - started
+hook.remove()
+forward_s = forward_seconds()
 with ScoreCAM(model, spec.target_layer) as score_cam:
     started = time.perf_counter()
     score_cam.compute(x_grid, tiles[0].class_index)
     score_cam_s = time.perf_counter() - started
+print(f"`{spec.target_layer}` has {shapes[0][1]} channels")
 print(f"Score-CAM, one class: {score_cam_s:.1f} s, {score_cam_s / forward_s:.0f} x one forward pass")
-print(f"(forward pass {forward_s * 1000:.0f} ms)")
+print(f"(forward pass {forward_s * 1000:.0f} ms, median of 5 after 2 warm-ups)")
 
 # %% [markdown]
-# The full run measures its own cost the same way: it counts every image that went through the
+# The full run also measures its own cost as a whole: it counts every image that went through the
 # network (scored, or differentiated for a map), prices each kind batched on the same machine, and
 # compares its wall time with that budget; the rest is loading photos, ranking pixels, ROAD's
 # imputation and bootstrapping. The prices are sampled once a minute *during* the run (medians of
@@ -667,19 +773,12 @@ print(
 )
 
 # %% [markdown]
-# The committed run took 32.1 minutes on two cores of an Intel Xeon with AVX-512 (1.92 s per
-# validation photo), and 1.20 times what its network passes cost batched: both goals met (under 40
-# minutes, at most 1.3 times). The ratio is less exact than its two decimals suggest: the price of
-# one inference, sampled once a minute, moved between 11.0 and 22.9 ms as the shared machine's
-# speed drifted, and the stages' own ratios show it (the variants at 0.99 times, below what their
-# passes cost at the median; the sanity check at 1.88). An hour earlier the same machine ran the
-# same evaluation in 31.3 minutes at 1.32 times, because its samples priced the same passes lower
-# (23.7 minutes against 26.7); every stored number came out bit for bit the same. ROAD's imputation
-# is 211 of the 322 seconds the run spent beyond its passes. On a CPU without AVX-512 (AMD EPYC,
-# AVX2) the run took 51.2 minutes at 1.20 times: there the passes alone cost 42.6 minutes, so the
-# 40-minute goal is out of reach on such a CPU at these photo counts. Other CPUs round
-# differently: 39 stored numbers differ from that run's, each by at most 0.0004, none of them at
-# the precision this report quotes.
+# The committed run took 32.1 minutes on the CPU printed in section 7 (1.92 s per validation
+# photo), 1.20 times what its network passes cost batched at the median prices. The ratio is less
+# exact than its two decimals suggest: the price of one inference, sampled once a minute, moved
+# between 11.0 and 22.9 ms as the shared machine's speed drifted, and the stages' own ratios show it
+# (the variants at 0.99 times, below what their passes cost at the median; the sanity check at
+# 1.88). The README lists the runs on other machines.
 #
 # ## 7. Versions and settings
 #
@@ -710,6 +809,8 @@ print(
     },
 )
 print("full run CPU:", config["cpu"]["model"], "| PyTorch's kernels:", config["cpu"]["capability"])
+for old_name, new_name in config.get("renamed_layers", {}).items():  # same module output, bit for bit
+    print(f"full run made when the layer {new_name} was called {old_name} (tests/test_models.py: the same maps)")
 print("full run inputs, sha256 of the photos' sha256s:", {k: v[:16] for k, v in config["input_sha256"].items()})
 print(
     "this notebook: torch",
@@ -749,8 +850,6 @@ print(
 # read from the committed file, so nbval compares them as printed.
 
 # %%
-from gradcam_tutorial.publishing.reference import check
-
 numbers = {
     "pointing_shares": [[r.shares[k] for k, r in enumerate(results)] for results in pointing.values()],
     "pointing_hits": [sum(r.hit for r in results) for results in pointing.values()],
@@ -777,4 +876,4 @@ parameters = {
     "STEPS": STEPS,
     "SEED": SEED,
 }
-print(check("report", numbers, "../tests/reference/report.json", parameters, printed, nonnegative=printed))
+print(check("report", numbers, find_reference("report"), parameters, printed, nonnegative=printed))

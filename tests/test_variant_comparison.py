@@ -61,11 +61,37 @@ def test_table_marks_each_measure_as_its_interval_reads():
     summary = summarise_variants(synthetic({"up": 0.05, "same": 0.0}))
     summary["same"]["same_map_as_gradcam"] = True
     lines = format_variant_table(summary).splitlines()
-    assert lines[0].split()[0] == "method" and len(lines) == 4
+    assert lines[0].split()[:2] == ["method", "photos"] and len(lines) == 4
+    assert lines[1].startswith("gradcam") and f"{summary['gradcam']['energy']['mean']:.4f}" in lines[1]
     up = lines[2]
-    assert up.startswith("up") and up.count(" +") == 4 and up.count(" -") == 2  # deletion, |rho| worse
+    marks = [cell.split()[0] for cell in up.split("]")[1:]]
+    assert up.startswith("up") and marks == ["+", "+", "+", "-", "+", "-"]  # deletion, |rho|: lower is better
+    assert up.count("[+0.0500, +0.0500]") == len(MEASURES)
     assert lines[3].count(" =") == len(MEASURES) and lines[3].endswith("(Grad-CAM's maps)")
-    assert f"{summary['up']['energy']['mean']:.3f}" in up
+
+
+def test_table_never_sets_a_variants_mean_beside_gradcams():
+    """A variant run on fewer photos (Score-CAM's subset) is shown only by its paired interval: its
+    own mean, on other photos than Grad-CAM's, is not in the table."""
+    summary = summarise_variants(synthetic({"subset": 0.1}, missing=30))
+    table = format_variant_table(summary)
+    row = table.splitlines()[2]
+    assert row.split()[:2] == ["subset", "10"]
+    for measure in MEASURES:
+        assert f"{summary['subset'][measure]['mean']:.4f}" not in row
+    assert row.count("[+0.1000, +0.1000] +") == 4
+
+
+def test_table_marks_a_gain_from_flat_randomised_maps_as_no_gain():
+    summary = summarise_variants(synthetic({"flat": 0.0}))
+    summary["flat"]["sanity_final_abs_spearman"] = {
+        "mean": 0.0,
+        "ci95": [0.0, 0.0],
+        "n_photos": 40,
+        "diff_vs_gradcam_ci95": [-0.3, -0.1],
+    }
+    row = format_variant_table(summary).splitlines()[2]
+    assert "[-0.3000, -0.1000] ?" in row and row.endswith("(?: every randomised map flat)")
 
 
 def test_figure_draws_one_interval_per_variant_layer_and_measure():
@@ -76,15 +102,19 @@ def test_figure_draws_one_interval_per_variant_layer_and_measure():
 
     by_layer = {
         "a": summarise_variants(synthetic({"up": 0.05, "down": -0.05})),
-        "_b": summarise_variants(synthetic({"up": 0.02, "down": -0.02})),  # layer names like "_swish"
+        "_b": summarise_variants(synthetic({"up": 0.02, "down": -0.02})),  # layer names like "_blocks.14"
     }
-    fig, axes = plt.subplots(1, len(MEASURES))
+    fig, axes = plt.subplots(1, len(MEASURES), sharey=True)
     plot_variant_differences(by_layer, axes)
     for ax, measure in zip(axes, MEASURES, strict=True):
         intervals = [line for line in ax.lines if len(line.get_xdata()) == 2 and line.get_linewidth() == 3]
         assert len(intervals) == 4, measure  # two variants at two layers
         assert sorted(round(float(line.get_xdata()[0]), 6) for line in intervals) == [-0.05, -0.02, 0.02, 0.05]
-    assert [t.get_text() for t in axes[0].get_legend().get_texts()] == ["at a", "at _b"]
+        # every axis names its rows, also when the axes share y
+        assert [t.get_text() for t in ax.get_yticklabels()] == ["up", "down"], measure
+        assert ax.get_xlabel()
+    (legend,) = fig.legends  # below the axes, where it covers no interval
+    assert [t.get_text() for t in legend.get_texts()] == ["at a", "at _b"]
     plt.close(fig)
 
 

@@ -660,7 +660,8 @@ def plot_results_curves(summary: dict, ax_deletion, ax_insertion, ax_road=None) 
         ax.set_xlabel(f"fraction of pixels {'removed' if curve == 'deletion' else 'inserted'}")
         ax.set_ylabel("probability of the true class")
         ax.set_title(f"{curve}, {summary['n_photos']} validation photos", fontsize=10)
-        ax.legend(fontsize=8)
+        # the corner each set of curves leaves empty: deletion falls from the top left, insertion rises
+        ax.legend(fontsize=8, loc="upper right" if curve == "deletion" else "lower right")
     if ax_road is not None:
         road = summary["faithfulness"]["road"]
         for order, style in (("morf", "-"), ("lerf", "--")):
@@ -677,7 +678,8 @@ def plot_results_curves(summary: dict, ax_deletion, ax_insertion, ax_road=None) 
         ax_road.set_xlabel("% of pixels removed and imputed (ROAD)")
         ax_road.set_ylabel("probability of the true class")
         ax_road.set_title(f"ROAD, {road['n_photos']} validation photos", fontsize=10)
-        ax_road.legend(fontsize=7, ncol=2)
+        # below the axis: the LeRF curves run along the top and the MoRF curves fill the bottom left
+        ax_road.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.2))
 
 
 def write_figures(faith: Faithfulness, sanity: Sanity, summary: dict, out: Path) -> list[Path]:

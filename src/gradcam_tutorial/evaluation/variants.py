@@ -182,25 +182,58 @@ MEASURE_LABELS = {
 }
 
 
+def flat_after_randomisation(entry: dict[str, Any]) -> bool:
+    """Every randomised map was flat (|rho| exactly 0 on every photo): its low similarity shows that
+    nothing was left to compare, not a map that follows the weights, so it earns no ``+``."""
+    measure = entry["sanity_final_abs_spearman"]
+    return measure["mean"] == 0 and list(measure["ci95"]) == [0, 0]
+
+
+def _photos(entry: dict[str, Any]) -> str:
+    """The photo counts a row rests on: one number, or localisation's count / the rest's."""
+    counts = [entry[m]["n_photos"] for m in MEASURES]
+    first, rest = counts[MEASURES.index("energy")], counts[MEASURES.index("insertion_auc")]
+    return str(first) if len(set(counts)) == 1 else f"{first}/{rest}"
+
+
 def format_variant_table(summary: dict[str, Any]) -> str:
-    """Each variant's mean per measure, marked against Grad-CAM by its paired interval: ``+`` better,
-    ``-`` worse, ``=`` inside the noise (``same`` when the maps are Grad-CAM's own)."""
+    """Grad-CAM's own means, then each variant's paired 95 % interval of (variant - Grad-CAM) on the
+    photos both ran on, marked ``+`` better, ``-`` worse, ``=`` inside the noise.
+
+    A variant's own mean is not printed beside Grad-CAM's: a variant run on fewer photos (Score-CAM's
+    subset) would be set against Grad-CAM's mean on other photos; the paired interval compares like
+    with like.
+    """
     read = verdicts(summary)
     marks = {"better": "+", "worse": "-", "same": "="}
-    lines = [f"{'method':<11}" + "".join(f"{MEASURE_LABELS[m]:>18}" for m in MEASURES)]
+    lines = [f"{'method':<11}{'photos':>9}" + "".join(f"{MEASURE_LABELS[m]:>21}" for m in MEASURES)]
+    gradcam = summary["gradcam"]
+    lines.append(
+        f"{'gradcam':<11}{_photos(gradcam):>9}"
+        + "".join(f"{gradcam[m]['mean']:>19.4f}  " for m in MEASURES)
+        + "  (mean)"
+    )
     for variant, entry in summary.items():
+        if variant == "gradcam":
+            continue
         cells = []
         for measure in MEASURES:
-            mark = " " if variant == "gradcam" else marks[read[variant][measure]]
-            cells.append(f"{entry[measure]['mean']:>16.3f} {mark}")
-        note = "  (Grad-CAM's maps)" if variant != "gradcam" and entry["same_map_as_gradcam"] else ""
-        lines.append(f"{variant:<11}" + "".join(cells) + note)
+            low, high = (bound + 0.0 for bound in entry[measure]["diff_vs_gradcam_ci95"])  # + 0.0: no "-0"
+            mark = marks[read[variant][measure]]
+            if measure == "sanity_final_abs_spearman" and flat_after_randomisation(entry):
+                mark = "?"
+            cells.append(f"{f'[{low:+.4f}, {high:+.4f}]':>19} {mark}")
+        note = "  (Grad-CAM's maps)" if entry["same_map_as_gradcam"] else ""
+        if flat_after_randomisation(entry):
+            note += "  (?: every randomised map flat)"
+        lines.append(f"{variant:<11}{_photos(entry):>9}" + "".join(cells) + note)
     return "\n".join(lines)
 
 
 def plot_variant_differences(by_layer: dict[str, dict[str, Any]], axes: Sequence[Any]) -> None:
     """Per measure (one axis each), each variant's paired 95 % interval of (variant - Grad-CAM), one
-    colour per layer; the dashed line is 0, no difference."""
+    colour per layer; the dashed line is 0, no difference. Every axis names its rows, so a reader
+    need not count rows across the figure; the legend sits below the axes, where it hides no interval."""
     layers = list(by_layer)
     variants = [v for v in next(iter(by_layer.values())) if v != "gradcam"]
     for ax, measure in zip(axes, MEASURES, strict=True):
@@ -215,9 +248,15 @@ def plot_variant_differences(by_layer: dict[str, dict[str, Any]], axes: Sequence
                 ax.plot([low, high], [y, y], color=f"C{offset}", linewidth=3, label=label)
                 ax.plot([(low + high) / 2], [y], "o", color=f"C{offset}", markersize=3)
         ax.axvline(0.0, color="grey", linestyle="--", linewidth=1)
-        ax.set_yticks(range(len(variants)), variants if ax is axes[0] else [""] * len(variants))
         ax.set_ylim(len(variants) - 0.5, -0.5)
         better = "lower is better" if measure in LOWER_IS_BETTER else "higher is better"
         ax.set_title(f"{MEASURE_LABELS[measure]}\n({better})", fontsize=9)
+        ax.set_xlabel("variant - Grad-CAM", fontsize=8)
         ax.tick_params(labelsize=8)
-    axes[0].legend(fontsize=8, loc="lower left")
+    for ax in axes:  # after the loop: axes sharing y share one set of tick labels
+        ax.set_yticks(range(len(variants)), variants)
+        ax.tick_params(axis="y", labelleft=True)
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[0].figure.legend(
+        handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(layers), fontsize=8, frameon=False
+    )

@@ -98,28 +98,52 @@ def printing_problems(reference: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def find_upwards(relative: str | os.PathLike[str], start: str | os.PathLike[str] | None = None) -> Path | None:
+    """The file ``relative`` to ``start`` (default: the working directory) or to a folder above it.
+
+    A notebook runs from its own folder in JupyterLab and nbclient, from the repository root as a
+    script, or as a copy somewhere else, so a path relative to the repository is looked for upwards.
+    An absolute ``relative`` is returned as it is if it exists.
+    """
+    here = Path(start) if start is not None else Path.cwd()
+    for folder in (here, *here.resolve().parents):
+        candidate = folder / relative
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def find_reference(name: str, start: str | os.PathLike[str] | None = None) -> Path | None:
+    """``tests/reference/<name>.json`` above ``start``; a copy of a notebook outside the repository
+    finds none, and its numbers then go unchecked rather than failing (see :func:`check`)."""
+    return find_upwards(Path("tests") / "reference" / f"{name}.json", start)
+
+
 def check(
     name: str,
     values: Values,
-    reference_path: str | os.PathLike[str],
+    reference_path: str | os.PathLike[str] | None,
     parameters: Mapping[str, Any],
     printed: Mapping[str, int] | None = None,
     nonnegative: Collection[str] = (),
 ) -> str:
     """Compare ``values`` with the reference file and return a one-line, machine-independent verdict.
 
-    The reference holds numbers for one set of notebook ``parameters``; with other parameters there
-    is nothing to compare against and the verdict says so. ``printed`` names the values that a
+    The reference holds numbers for one set of notebook ``parameters``; with other parameters, or no
+    reference file (``None``, or a path that does not exist), there is nothing to compare against and
+    the verdict says so. ``printed`` names the values that a
     compared cell prints, with the decimals it rounds them to, and ``nonnegative`` those that are
     never below zero by construction (see :func:`printing_problems`).
     Raises :class:`ReferenceMismatch` listing every number beyond its tolerance.
     """
-    path = Path(reference_path)
     count = sum(len(v) for v in flatten(values).values())
     if os.environ.get(MODE_ENV) == "record":
         record(name, values, parameters, printed or {}, nonnegative)
-        if not path.exists():
+        if reference_path is None or not Path(reference_path).exists():
             return f"{name}: {count} numbers recorded; there is no reference yet"
+    if reference_path is None or not Path(reference_path).exists():
+        return f"{name}: {count} numbers; no reference file here (tests/reference/{name}.json), so they are not checked"
+    path = Path(reference_path)
     reference = load(path)
     if dict(parameters) != reference["parameters"]:
         return (
