@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import left_as_found
 from gradcam_tutorial import GradCAM, create_model, demo_grid, explain
 from gradcam_tutorial import classes as C
-from gradcam_tutorial.state import hook_snapshot
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -46,16 +46,6 @@ def _models():
     ]
 
 
-def _state(model: torch.nn.Module) -> dict:
-    return {
-        "device": {p.device for p in model.parameters()},
-        "training": [m.training for m in model.modules()],
-        "requires_grad": [p.requires_grad for p in model.parameters()],
-        "grads": [p.grad is None for p in model.parameters()],
-        "hooks": hook_snapshot(model),
-    }
-
-
 @pytest.mark.parametrize("index", [0, 1], ids=["efficientnet_lite0", "resnet18"])
 def test_gpu_maps_equal_cpu_maps_for_nine_classes_and_a_batch(index, full_float32):
     model, spec, layers, tolerance = _models()[index]
@@ -63,7 +53,16 @@ def test_gpu_maps_equal_cpu_maps_for_nine_classes_and_a_batch(index, full_float3
     x = spec.preprocess(grid)
     batch = torch.cat([x, x.flip(-1), x.flip(-2), x.flip(-1).flip(-2)])
     gpu_model = copy.deepcopy(model).cuda()
-    before = _state(gpu_model)
+    # the shared guard, on both models: weights and buffers bit for bit (with their device), modes,
+    # gradients, hooks and autograd
+    with left_as_found(model), left_as_found(gpu_model):
+        _compare_on_both_devices(model, gpu_model, batch, layers, tolerance)
+
+
+def _compare_on_both_devices(
+    model: torch.nn.Module, gpu_model: torch.nn.Module, batch: torch.Tensor, layers: tuple[str, ...], tolerance: float
+) -> None:
+    """Each layer's maps for the nine classes on the CPU model and its GPU copy, within ``tolerance``."""
     for layer in layers:
         with GradCAM(model, layer) as cam:
             cpu = cam.compute(batch, [NINE] * 4)
@@ -77,7 +76,6 @@ def test_gpu_maps_equal_cpu_maps_for_nine_classes_and_a_batch(index, full_float3
         assert float(difference.max()) <= tolerance, (layer, float(difference.max()))
         torch.testing.assert_close(gpu.probabilities.cpu(), cpu.probabilities, atol=1e-5, rtol=1e-4)
         assert torch.equal(gpu.class_indices.cpu(), cpu.class_indices)
-    assert _state(gpu_model) == before, "the GPU model must be left exactly as found"
 
 
 def test_explain_with_a_gpu_model_places_the_same_heatmaps_on_the_photo(full_float32):

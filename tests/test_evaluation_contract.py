@@ -27,6 +27,7 @@ from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity as skimage_ssim
 from torch import nn
 
+from conftest import left_as_found
 from gradcam_tutorial import CAM_METHODS, LayerError, ScoreCAM, compute_methods
 from gradcam_tutorial.evaluation.localisation import TOLERANCE, box_mask
 from gradcam_tutorial.evaluation.saliency import gradient_saliency, guided_backprop
@@ -143,20 +144,20 @@ def _assert_state(actual: dict[str, torch.Tensor], expected: dict[str, torch.Ten
 
 def test_cascading_randomisation_goes_top_down_cumulatively_under_seed_plus_depth_from_zero():
     net = _trained_net()
-    before = copy.deepcopy(net.state_dict())
     seen = []
-    for depth, (stage, randomised) in enumerate(cascading_randomisation(net)):
-        seen.append(stage)
-        # this stage is freshly initialised under seed 0 + depth, every stage above it stays so
-        for upper, name in enumerate(seen):
-            _assert_state(_layer_of(randomised, name).state_dict(), _fresh(_layer_of(net, name), upper))
-        # the stages below are still the trained ones
-        for name in ("stem", "blocks.0", "blocks.2", "fc"):
-            if name not in seen:
-                _assert_state(_layer_of(randomised, name).state_dict(), _layer_of(net, name).state_dict())
-        assert depth == len(seen) - 1
-    assert seen == ["fc", "blocks.2", "blocks.0", "stem"]
-    _assert_state(net.state_dict(), before)  # the model itself is never touched
+    # the model itself is never touched: the shared guard (weights, buffers, train mode, hooks)
+    with left_as_found(net):
+        for depth, (stage, randomised) in enumerate(cascading_randomisation(net)):
+            seen.append(stage)
+            # this stage is freshly initialised under seed 0 + depth, every stage above it stays so
+            for upper, name in enumerate(seen):
+                _assert_state(_layer_of(randomised, name).state_dict(), _fresh(_layer_of(net, name), upper))
+            # the stages below are still the trained ones
+            for name in ("stem", "blocks.0", "blocks.2", "fc"):
+                if name not in seen:
+                    _assert_state(_layer_of(randomised, name).state_dict(), _layer_of(net, name).state_dict())
+            assert depth == len(seen) - 1
+        assert seen == ["fc", "blocks.2", "blocks.0", "stem"]
 
 
 def test_cascading_randomisation_takes_the_stages_and_seed_it_is_given():
