@@ -103,6 +103,26 @@ def test_a_grid_has_one_titled_panel_per_map_and_one_shared_bar(photo_and_map):
     assert cbar_ax.get_position().x0 - right_edge == pytest.approx(0.02 * (0.9 - 0.125), rel=0.1)
 
 
+def test_a_grid_names_its_bar_and_leaves_room_for_two_line_titles(photo_and_map):
+    """A grid of several methods says what its bar measures; a title of two lines does not reach the
+    panel above it."""
+    photo, heatmap = photo_and_map
+    side = min(heatmap.shape)  # square panels fill their cells, as the tutorial's photos do
+    photo, heatmap = np.ascontiguousarray(np.asarray(photo)[:side, :side]), heatmap[:side, :side]
+    titles = [f"method {k}\nclass {k}" for k in range(24)]
+    fig = overlay_grid(photo, [heatmap] * 24, titles, columns=4, label="each method's map", panel=2.6)
+    assert tuple(fig.get_size_inches()) == pytest.approx((4 * 2.6, 6 * 2.6))
+    assert [ax.get_ylabel() for ax in fig.axes].count("each method's map") == 1
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    panels = [ax for ax in fig.axes if ax.get_ylabel() != "each method's map"]
+    for upper, lower in zip(panels[:-4], panels[4:], strict=True):  # same column, one row apart
+        title_bottom = lower.title.get_window_extent(renderer).y0
+        panel_top = lower.get_window_extent(renderer).y1
+        above = upper.get_window_extent(renderer).y0
+        assert panel_top <= title_bottom and lower.title.get_window_extent(renderer).y1 <= above
+
+
 def test_a_grid_with_a_missing_title_is_refused(photo_and_map):
     photo, heatmap = photo_and_map
     with pytest.raises(ValueError):

@@ -164,7 +164,7 @@ def make_lab(folder: Path, overrides: str | None = None) -> Iterator[tuple[str, 
     for name in ("tutorial.py", "jupytext.toml", "lab-overrides.json"):
         if not (folder / "notebooks" / name).exists():
             shutil.copy(NOTEBOOKS / name, folder / "notebooks" / name)
-    # The tutorial's last cell checks its numbers against ../tests/reference/tutorial.json.
+    # The tutorial's last cell checks its numbers against tests/reference/tutorial.json, found above it.
     shutil.copytree(ROOT / "tests" / "reference", folder / "tests" / "reference")
     if overrides is not None:
         (folder / "notebooks" / "lab-overrides.json").write_text(overrides)

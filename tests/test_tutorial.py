@@ -17,7 +17,6 @@ from gradcam_tutorial.publishing import reference
 from gradcam_tutorial.regions import region_shares
 
 REFERENCE = Path(__file__).parent / "reference" / "tutorial.json"
-GRID_CLASSES = [C.EGYPTIAN_CAT, C.ESPRESSO, C.MILITARY_UNIFORM, C.MOPED, C.TABBY, C.COWBOY_HAT]
 
 
 def test_offline_model_top1_on_the_mirrored_samples(effnet):
@@ -60,25 +59,21 @@ def test_grid_each_object_in_its_own_quadrant(effnet, grid):
 
 
 def test_tutorial_heatmaps_match_stored_references(effnet, grid):
-    """The figures' arrays: layer-resolution maps of every class the tutorial shows.
+    """The figures' arrays: layer-resolution maps of the post's nine classes on the grid.
 
     Recomputed here outside the notebook and compared with the tutorial's reference numbers, each
     within the tolerance stored beside it (derived from the spread measured across CPU variants).
     """
     model, spec = effnet
     image, _ = grid
-    result = explain(image, model, spec, GRID_CLASSES)
+    result = explain(image, model, spec, list(C.POST_CLASSES))
     stored = reference.load(REFERENCE)
     assert stored["parameters"] == {"MODEL": "efficientnet_lite0", "IMAGE": "grid"}
-    names = ("per_class_indices", "per_class_probabilities", "per_class_small_heatmaps")
+    names = ("post_class_probabilities", "post_class_small_heatmaps")
     subset = {**stored, "values": {k: stored["values"][k] for k in names}}
-    current = {
-        "per_class_indices": result.class_indices,
-        "per_class_probabilities": result.probabilities,
-        "per_class_small_heatmaps": result.small_heatmaps,
-    }
+    current = {"post_class_probabilities": result.probabilities, "post_class_small_heatmaps": result.small_heatmaps}
     assert reference.mismatches(current, subset) == []
-    assert result.class_indices == GRID_CLASSES
+    assert result.class_indices == list(C.POST_CLASSES)
 
 
 def test_resnet18_path_without_weights(grid):
@@ -133,6 +128,7 @@ def test_resnet18_offline_without_cached_weights_fails_clearly(tmp_path, monkeyp
 
 
 SOURCE = Path(__file__).resolve().parents[1] / "notebooks" / "tutorial.py"
+EXECUTED = SOURCE.with_suffix(".ipynb")
 
 
 def _code_outputs(path: Path) -> list[str]:
@@ -154,10 +150,77 @@ def _table(texts: list[str], header: str) -> list[list[str]]:
     return [line.split() for line in text.split("\n\n")[0].strip().splitlines()[1:]]
 
 
+def _main_path(path: Path = EXECUTED) -> list:
+    """The executed tutorial's cells up to the heading of Part 2 (the post's path, read on its own)."""
+    import nbformat
+
+    cells = nbformat.read(path, as_version=4).cells
+    ends = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and c.source.startswith("# Part 2")]
+    assert len(ends) == 1, "one '# Part 2' heading ends the main path"
+    return cells[: ends[0]]
+
+
+def _words(cells: list) -> int:
+    return sum(len(c.source.split()) for c in cells if c.cell_type == "markdown")
+
+
+def _has_figure(cell) -> bool:
+    return any("image/png" in o.get("data", {}) for o in cell.get("outputs", []))
+
+
+def test_first_overlay_within_15_code_cells_and_1200_words():
+    """A reader from the post sees a heatmap on the picture early: the overlay drawn by hand, with
+    OpenCV's colour map, in a cell that shows a figure."""
+    cells = _main_path()
+    first = next(i for i, c in enumerate(cells) if c.cell_type == "code" and "applyColorMap" in c.source)
+    assert _has_figure(cells[first]), "the cell that builds the overlay by hand draws it"
+    code_cells = sum(c.cell_type == "code" for c in cells[: first + 1])
+    assert code_cells <= 15, f"the first overlay is code cell {code_cells}"
+    assert _words(cells[:first]) <= 1200, f"{_words(cells[:first])} words of markdown before the first overlay"
+
+
+def test_main_path_is_short_and_shows_its_overlay_steps():
+    cells = _main_path()
+    assert _words(cells) <= 2000, f"the main path has {_words(cells)} words of markdown"
+    code = "\n".join(c.source for c in cells if c.cell_type == "code")
+    for step in ("cv2.resize", "COLORMAP_JET", "COLOR_BGR2RGB", "0.6", "0.4", "register_forward_hook", "struct("):
+        assert step in code, f"{step} is not visible in the main path's code"
+
+
+def test_main_path_draws_the_posts_nine_classes(effnet):
+    """A figure of the nine classes, then a table with a row for each of them, in the main path."""
+    cells = _main_path()
+    names = effnet[1].categories
+    for i, cell in enumerate(cells):
+        if cell.cell_type != "code" or not _has_figure(cell) or "POST_CLASSES" not in cell.source:
+            continue
+        table = next(c for c in cells[i + 1 :] if c.cell_type == "code")
+        text = "".join(o.get("text", "") for o in table.outputs if o.output_type == "stream")
+        rows = [line for line in text.splitlines() if line[:17].strip() in {names[c][:17] for c in C.POST_CLASSES}]
+        assert len(rows) == len(C.POST_CLASSES), text
+        return
+    pytest.fail("no figure of the post's nine classes in the main path")
+
+
+def test_reference_is_found_from_the_root_and_from_notebooks_but_not_outside(tmp_path, monkeypatch):
+    root = SOURCE.parents[1]
+    expected = root / "tests" / "reference" / "tutorial.json"
+    for folder in (root, root / "notebooks"):
+        monkeypatch.chdir(folder)
+        assert reference.find_reference("tutorial") == expected
+    monkeypatch.chdir(tmp_path)
+    assert reference.find_reference("tutorial") is None
+    verdict = reference.check("tutorial", {"x": [1.0]}, None, {"MODEL": "efficientnet_lite0", "IMAGE": "grid"})
+    assert verdict.endswith("so they are not checked")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("image", ["cat_and_dog", "own photo"])
-def test_tutorial_adapts_to_other_images(image, tmp_path):
-    """With the post's photo or a user's own image, every table is filled and the prose-cells adapt."""
+def test_tutorial_adapts_to_other_images_as_a_copy_outside_the_repository(image, tmp_path):
+    """With the post's photo or a user's own image, run as a copy outside the repository: every table
+    is filled, the sentences adapt, and the number check says it has nothing to check against."""
+    import shutil
+
     from PIL import Image
     from skimage import data as skdata
 
@@ -167,24 +230,29 @@ def test_tutorial_adapts_to_other_images(image, tmp_path):
     if image == "own photo":
         value = str(tmp_path / "astronaut.png")
         Image.fromarray(skdata.astronaut()).save(value)
-    texts = _code_outputs(notebooks.execute(SOURCE, tmp_path / "out", parameters={"IMAGE": value}))
+    copy = tmp_path / "copy" / "tutorial.py"
+    copy.parent.mkdir()
+    shutil.copy(SOURCE, copy)
+    texts = _code_outputs(notebooks.execute(copy, tmp_path / "out", parameters={"IMAGE": value}))
     everything = "\n".join(texts)
-    regions = ["left", "right"] if image == "cat_and_dog" else ["top left", "top right", "bottom left", "bottom right"]
-    shares = _table(texts, "class                    probability")
-    assert len(shares) == 6, "one row per explained class"
-    for row in shares:
-        values = [float(v) for v in row[-len(regions) - (1 if row[-1] in ("yes", "NO") else 0) :][: len(regions)]]
-        assert len(values) == len(regions) and abs(sum(values) - 1) <= 0.03, row
-    layer_rows = _table(texts, "class                    layer")
-    assert len(layer_rows) == 12
-    assert "quadrant shares []" not in everything and "tile" not in everything
-    assert "not checked" in texts[-1], "the reference numbers belong to the grid"
+    regions = (
+        ["left half", "right half"]
+        if image == "cat_and_dog"
+        else ["top left", "top right", "bottom left", "bottom right"]
+    )
+    nine = _table(texts, "class               prob.")
+    assert len(nine) == 9, "one row per class of the post"
+    grid = _table(texts, "class                    probability")
+    assert len(grid) == 6, "one row per explained class"
+    assert len(_table(texts, "class                    layer")) == 12
+    assert "tile" not in everything
+    assert "no reference file here" in texts[-1] and "not checked" in texts[-1]
     if image == "cat_and_dog":
-        assert "left (dog)" in everything and "right (cat)" in everything
-        verdicts = [row[-1] for row in shares]
-        assert verdicts.count("yes") == 5, f"dog classes on the left, cat classes on the right: {shares}"
-        assert "is in the picture and gets only" in everything
+        assert all(name in everything for name in regions)
+        assert "(NOT its own)" not in everything, "dog classes on the left, cat classes on the right"
+        assert everything.count("(its own)") == 7
+        assert "classes of objects in the picture: 7" in everything
+        assert [row[-1] for row in grid].count("yes") == 5
     else:
-        assert "no known classes for this image" in everything
-        assert "the least likely class here" in everything
-        assert all(row[-1] not in ("yes", "NO") for row in shares)
+        assert "(its own)" not in everything and "classes of objects" not in everything
+        assert all(row[-1] not in ("yes", "NO") for row in grid)

@@ -32,6 +32,8 @@ MILITARY_UNIFORM = 652
 MOPED = 665
 COWBOY_HAT = 515
 ESPRESSO = 967
+# The nine classes the original post draws a heatmap for, in index order.
+POST_CLASSES = (GOOSE, VIZSLA, GERMAN_SHEPHERD, GREAT_DANE, CHOW, TABBY, TIGER_CAT, EGYPTIAN_CAT, COWBOY_HAT)
 
 
 class ClassNameError(ValueError):

@@ -199,6 +199,11 @@ class Tile:
     class_index: int
     box: tuple[int, int, int, int]  # left, top, right, bottom in grid pixels
 
+    @property
+    def label(self) -> str:
+        """What the tile shows, the part of the name in brackets: ``"cat"`` for ``"chelsea (cat)"``."""
+        return self.name.partition("(")[2].rstrip(")") or self.name
+
 
 def _square(array: np.ndarray) -> Image.Image:
     """Centre square crop of an HxWx3 uint8 array, as a Pillow image."""

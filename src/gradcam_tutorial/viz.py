@@ -134,11 +134,12 @@ def show_overlay(
     colormap: str = "jet",
     colorbar: bool = True,
     box: Sequence[float] | None = None,
+    label: str = "Grad-CAM (normalised)",
 ):
     """Draw an overlay on a matplotlib axis, axes off, with a colour bar for the heatmap scale.
 
     ``box`` (the model's visible box) is outlined dashed: outside it the network saw nothing and the
-    map is 0, which would otherwise look like a finding.
+    map is 0, which would otherwise look like a finding. ``label`` names what the colour bar measures.
     """
     import matplotlib.cm
     import matplotlib.colors
@@ -150,7 +151,7 @@ def show_overlay(
     ax.axis("off")
     if colorbar:
         mappable = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(0, 1), cmap=colour_bar_map(colormap))
-        ax.figure.colorbar(mappable, ax=ax, fraction=0.046, pad=0.04, label="Grad-CAM (normalised)")
+        ax.figure.colorbar(mappable, ax=ax, fraction=0.046, pad=0.04, label=label)
     return ax
 
 
@@ -161,12 +162,24 @@ def overlay_grid(
     columns: int = 3,
     colormap: str = "jet",
     box: Sequence[float] | None = None,
+    label: str = "Grad-CAM (normalised)",
+    panel: float = 3.4,
 ):
-    """A figure with one overlay per heatmap (e.g. one per class), sharing one colour bar."""
+    """A figure with one overlay per heatmap (e.g. one per class), sharing one colour bar.
+
+    ``label`` names what the colour bar measures; ``panel`` is each overlay's size in inches.
+    """
     import matplotlib.pyplot as plt
 
     rows = -(-len(heatmaps) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 3.4 * rows), squeeze=False)
+    lines = max((title.count("\n") + 1 for title in titles), default=1)  # room above each panel for its title
+    fig, axes = plt.subplots(
+        rows,
+        columns,
+        figsize=(panel * columns, panel * rows),
+        squeeze=False,
+        gridspec_kw={"hspace": 0.1 + 0.12 * lines},
+    )
     for ax in axes.flat[len(heatmaps) :]:
         ax.axis("off")
     for ax, heatmap, title in zip(axes.flat[: len(heatmaps)], heatmaps, titles, strict=True):
@@ -175,5 +188,5 @@ def overlay_grid(
     import matplotlib.colors
 
     mappable = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(0, 1), cmap=colour_bar_map(colormap))
-    fig.colorbar(mappable, ax=axes.ravel().tolist(), fraction=0.02, pad=0.02, label="Grad-CAM (normalised)")
+    fig.colorbar(mappable, ax=axes.ravel().tolist(), fraction=0.02, pad=0.02, label=label)
     return fig
