@@ -472,6 +472,7 @@ class PostExporter(_Exporter):
     def default_filters(self) -> Any:
         yield from super().default_filters()
         yield ("fence", fence)
+        yield ("markdown_text", markdown_text)
 
 
 # --- HTML -----------------------------------------------------------------------------------------
@@ -550,6 +551,13 @@ def fence(text: str, info: str = "") -> str:
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     ticks = "`" * max(3, longest + 1)
     return f"{ticks}{info}\n{text.rstrip()}\n{ticks}"
+
+
+def markdown_text(text: str) -> str:
+    """Plain text made safe inside a markdown line: a caption such as "mean |Spearman|" would otherwise
+    turn its line into a kramdown table row and the figure would vanish from the Jekyll post; ``[``
+    and ``]`` would end an image's alt text, ``*`` and ``_`` start emphasis."""
+    return re.sub(r"([\\`*_\[\]|])", r"\\\1", text)
 
 
 def front_matter(nb: Notebook, position: int = 0) -> str:
