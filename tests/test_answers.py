@@ -14,11 +14,11 @@ from gradcam_tutorial.evaluation.answers import (
     against_level,
     answers,
     compared_with,
-    reading,
     render_markdown,
     sanity_verdicts,
     variant_findings,
 )
+from gradcam_tutorial.evaluation.stats import reading
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "report-full.json"

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .stats import reading
 from .variants import MEASURE_LABELS, MEASURES, flat_after_randomisation, verdicts
 
 QUESTIONS = (
@@ -20,15 +21,6 @@ QUESTIONS = (
     "Which variant of Grad-CAM to use?",
     "What does it cost?",
 )
-
-
-def reading(interval: Sequence[float], higher_is_better: bool = True) -> str:
-    """``"better"``, ``"worse"`` or ``"same"``: what a paired interval of (a - b) says about a, so that
-    no word claims a difference the interval does not show."""
-    low, high = interval
-    if low <= 0 <= high:
-        return "same"
-    return "better" if (low > 0) == higher_is_better else "worse"
 
 
 def compared_with(interval: Sequence[float], other: str, higher_is_better: bool = True) -> str:

@@ -1,6 +1,9 @@
-"""Seeded percentile-bootstrap intervals: of a mean, and of a paired difference of means."""
+"""Seeded percentile-bootstrap intervals (of a mean, of a paired difference of means) and the one
+reading of a paired interval that every comparison word in the report uses."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -28,3 +31,12 @@ def paired_bootstrap_ci(
     if first.shape != second.shape:
         raise ValueError(f"paired samples differ in size: {first.shape} vs {second.shape}")
     return bootstrap_ci(first - second, n_boot, seed, level)
+
+
+def reading(interval: Sequence[float], higher_is_better: bool = True) -> str:
+    """``"better"``, ``"worse"`` or ``"same"``: what a paired interval of (a - b) says about a, so that
+    no word claims a difference the interval does not show."""
+    low, high = interval
+    if low <= 0 <= high:
+        return "same"
+    return "better" if (low > 0) == higher_is_better else "worse"

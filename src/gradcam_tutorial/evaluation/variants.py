@@ -163,12 +163,8 @@ def verdicts(summary: dict[str, Any]) -> dict[str, dict[str, str]]:
             continue
         out[variant] = {}
         for measure in (m for m in MEASURES if m in entry):
-            low, high = entry[measure]["diff_vs_gradcam_ci95"]
-            if low <= 0 <= high:
-                out[variant][measure] = "same"
-            else:
-                higher = low > 0
-                out[variant][measure] = "better" if higher != (measure in LOWER_IS_BETTER) else "worse"
+            interval = entry[measure]["diff_vs_gradcam_ci95"]
+            out[variant][measure] = stats.reading(interval, higher_is_better=measure not in LOWER_IS_BETTER)
     return out
 
 
