@@ -698,18 +698,12 @@ print(f"samples in which a Grad-CAM map cost less than a forward pass: {int((rat
 import time
 
 from gradcam_tutorial import ScoreCAM
+from gradcam_tutorial.evaluation.cost import time_rounds
 
 
-def forward_seconds(repeats: int = 5, warmup: int = 2) -> float:
-    """Median time of one forward pass of the grid, after warm-up rounds."""
-    times = []
-    for round_ in range(warmup + repeats):
-        started = time.perf_counter()
-        with torch.no_grad():
-            model(x_grid)
-        if round_ >= warmup:
-            times.append(time.perf_counter() - started)
-    return float(np.median(times))
+def forward() -> None:
+    with torch.no_grad():
+        model(x_grid)
 
 
 shapes = []  # the layer's channel count: Score-CAM makes one masked pass per channel
@@ -719,7 +713,7 @@ hook = dict(model.named_modules())[spec.target_layer].register_forward_hook(
 with torch.no_grad():
     model(x_grid)
 hook.remove()
-forward_s = forward_seconds()
+forward_s = time_rounds({"forward": forward}, rounds=5, warmup=2)["forward"] / 1000
 with ScoreCAM(model, spec.target_layer) as score_cam:
     started = time.perf_counter()
     score_cam.compute(x_grid, tiles[0].class_index)

@@ -180,7 +180,7 @@ def _variant_methods(work: _Workload, names: Sequence[str]) -> dict[tuple[str, s
     return methods
 
 
-def _time_rounds(methods: dict[Any, Callable[[], object]], rounds: int, warmup: int) -> dict[Any, float]:
+def time_rounds(methods: dict[Any, Callable[[], object]], rounds: int, warmup: int) -> dict[Any, float]:
     """Median ms per method over ``rounds`` interleaved rounds, after ``warmup`` untimed ones."""
     samples: dict[Any, list[float]] = {key: [] for key in methods}
     for round_index in range(warmup + rounds):
@@ -227,9 +227,9 @@ def benchmark_model(
     gradient_variants = [v for v in variants if v != "scorecam"]
     variant_methods = _variant_methods(work, gradient_variants)
     with preserve_model_state(work.model):
-        medians = _time_rounds({**methods, **variant_methods}, repeats, warmup)
+        medians = time_rounds({**methods, **variant_methods}, repeats, warmup)
         if "scorecam" in variants:
-            medians.update(_time_rounds(_variant_methods(work, ["scorecam"]), score_cam_repeats, 0))
+            medians.update(time_rounds(_variant_methods(work, ["scorecam"]), score_cam_repeats, 0))
     timings: BenchEntry = {key: medians[key] for key in methods}
     by_variant: dict[str, dict[str, float]] = {}
     for variant in variants:
