@@ -10,9 +10,11 @@ import nbformat
 import numpy as np
 import pytest
 
-from gradcam_tutorial.publishing import notebooks, reference
+from gradcam_tutorial.publishing import notebooks, reference, tolerances
 
 REFERENCES = Path(__file__).parent / "reference"
+SANITIZE = Path(__file__).parent / "nbval_sanitize.cfg"
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOK_REFERENCES = {"tutorial": REFERENCES / "tutorial.json", "report": REFERENCES / "report.json"}
 
 
@@ -127,7 +129,7 @@ def test_committed_references_carry_measured_tolerances(name):
 @pytest.mark.parametrize("name", sorted(NOTEBOOK_REFERENCES))
 def test_committed_notebooks_ran_their_check(name):
     """The committed twin's last cell printed the passing verdict of its reference check."""
-    executed = nbformat.read(notebooks.ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    executed = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     last = [c for c in executed.cells if c.cell_type == "code"][-1]
     text = "".join(o.get("text", "") for o in last.outputs)
     assert f"{name}: all " in text and f"within their stored tolerances of {name}.json" in text
@@ -142,7 +144,7 @@ def test_nbval_variants_cover_avx2_and_sse41_on_one_thread():
     for source in ("tutorial", "report"):  # the notebooks pass the thread count on to torch
         assert (
             'torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))'
-            in (notebooks.ROOT / "notebooks" / f"{source}.py").read_text()
+            in (NOTEBOOKS / f"{source}.py").read_text()
         )
 
 
@@ -155,7 +157,32 @@ def test_compared_outputs_skip_ignored_cells_and_sanitize():
     commented = nbformat.v4.new_code_cell("# NBVAL_IGNORE_OUTPUT\nprint(3)")
     commented.outputs = [nbformat.v4.new_output("stream", text="noise\n")]
     notebook.cells = [nbformat.v4.new_markdown_cell("text"), kept, ignored, commented]
-    assert notebooks.compared_outputs(notebook) == {0: "took <TIME> at 0xADDRESS\n"}
+    assert notebooks.compared_outputs(notebook, SANITIZE) == {0: "took <TIME> at 0xADDRESS\n"}
+
+
+def test_repository_files_are_found_upwards_from_the_notebook_then_the_working_directory(tmp_path, monkeypatch):
+    """The package assumes no repository layout: the sanitize file and the references are looked for
+    from the notebook's folder upwards, then from the working directory, or are passed in."""
+    repo, elsewhere = tmp_path / "repo", tmp_path / "elsewhere"
+    (repo / "tests" / "reference").mkdir(parents=True)
+    (repo / "notebooks").mkdir()
+    elsewhere.mkdir()
+    (repo / "tests" / "nbval_sanitize.cfg").write_text(SANITIZE.read_text())
+    (repo / "tests" / "reference" / "demo.json").write_text("{}")
+    source = repo / "notebooks" / "demo.py"
+    monkeypatch.chdir(elsewhere)
+    found = tolerances._reference_file("demo", source, None)
+    assert found is not None and found.resolve() == (repo / "tests" / "reference" / "demo.json").resolve()
+    assert notebooks.sanitize_file(source.parent).resolve() == (repo / "tests" / "nbval_sanitize.cfg").resolve()
+    assert tolerances._reference_file("demo", source, elsewhere) == elsewhere / "demo.json"
+    assert tolerances._reference_file("other", source, None) is None
+    with pytest.raises(FileNotFoundError, match="pass --sanitize"):
+        notebooks.sanitize_file(elsewhere)
+    with pytest.raises(FileNotFoundError, match="pass --sanitize"):
+        notebooks.compared_outputs(nbformat.v4.new_notebook())  # no sanitize file above the working directory
+    monkeypatch.chdir(repo / "notebooks")
+    assert notebooks.sanitize_file(elsewhere).resolve() == (repo / "tests" / "nbval_sanitize.cfg").resolve()
+    assert notebooks.compared_outputs(nbformat.v4.new_notebook()) == {}
 
 
 DEMO = """# %%
@@ -182,11 +209,11 @@ def test_diff_tells_a_real_change_from_a_rounding_wobble(tmp_path, monkeypatch, 
     jupytext.write(jupytext.read(source), source)  # keep the pair as a developer would have it
 
     monkeypatch.setenv("DEMO_VALUE", "1.004")
-    assert notebooks.diff(source, references=tmp_path) == 0
+    assert notebooks.diff(source, references=tmp_path, sanitize=SANITIZE) == 0
     assert "no compared output changed" in capsys.readouterr().out
 
     monkeypatch.setenv("DEMO_VALUE", "1.5")
-    assert notebooks.diff(source, references=tmp_path) == 1
+    assert notebooks.diff(source, references=tmp_path, sanitize=SANITIZE) == 1
     out = capsys.readouterr().out
     assert "code cell 1: compared output changed" in out and "+value 1.5" in out
     assert "demo: value: 1.5, reference 1, |difference| 0.5 > tolerance 0.01" in out

@@ -9,16 +9,18 @@ still explained; the exit status is then 2 as well, so a script notices (see :fu
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import sys
 import warnings
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
+from PIL import Image
 
 from .cam import GradCAM, TargetError
 from .classes import ClassNameError, resolve_class
@@ -258,10 +260,8 @@ def _progress(jobs: list[Job]) -> Iterator[Job]:
     yield from tqdm(jobs, desc=PROG, unit="image", file=sys.stderr, disable=len(jobs) < 2, leave=False)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Explain every image; raise a user error for anything that stops the whole run."""
-    from .viz import overlay
-
+def _plan(args: argparse.Namespace) -> tuple[list[Job], OutputFolder, list[int] | None]:
+    """Check everything that can be checked before the model loads: classes, device, images, --out."""
     spec = get_spec(args.model)
     classes = [resolve_class(c, spec.categories) for c in args.classes] if args.classes else None
     _check_device(args.device)
@@ -282,6 +282,87 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     if ignored:
         _warning_line(f"ignored {ignored} folder entr{'y' if ignored == 1 else 'ies'} without an image extension")
+    return jobs, folder, classes
+
+
+def _read_image(path: Path, batch: bool) -> tuple[Image.Image, list[str]] | None:
+    """The image and the warnings reading it raised (shown as they come); None for an unreadable
+    image of a ``batch`` (reported and skipped), while a single image's error ends the run."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            image = load_image(path)
+        except ImageError as error:
+            if not batch:
+                raise
+            _warning_line(f"skipped {error}")
+            return None
+    notes = [str(w.message) for w in caught if not issubclass(w.category, ResourceWarning)]
+    for note in notes:
+        _warning_line(note)
+    return image, notes
+
+
+def _explain_job(
+    job: Job,
+    args: argparse.Namespace,
+    folder: OutputFolder,
+    options: dict,
+    explainer: Callable[[Image.Image], Explanation],
+    batch: bool,
+) -> str:
+    """One image: "done"; "skipped" when its outputs are complete for the same input and ``options``;
+    "failed" when it cannot be read. The JSON record claims the overlays before they are written."""
+    from .viz import overlay
+
+    try:
+        expected = fingerprint(job.path, options)
+    except OSError:
+        expected = None
+    # expected is None for a file that cannot be read: load_image below says why in the usual words
+    if expected is not None and not args.force and folder.complete(job.stem, expected):
+        return "skipped"
+    if (read := _read_image(job.path, batch)) is None:
+        return "failed"
+    image, notes = read
+    explanation = explainer(image)
+    names = [
+        overlay_name(job.stem, i, n) for i, n in zip(explanation.class_indices, explanation.class_names, strict=True)
+    ]
+    try:
+        for name in names:
+            folder.check(name)
+        claim = {"image": str(job.path), "input": expected, "overlays": names}
+        folder.write_record(job.stem, claim, complete=False)  # the overlays below are ours from now on
+        for k, name in enumerate(names):  # one full-size map at a time: a 40 MP map is 160 MB
+            picture = overlay(image, explanation.heatmap(k), alpha=args.alpha, colormap=args.colormap)
+            folder.write(name, png_bytes(picture))
+            del picture  # before the next map is made
+        record = explanation_record(job, explanation, args.model, names, notes)
+        folder.write_record(job.stem, {**record, "input": expected, "overlays": names}, complete=True)
+    except OutputError as error:
+        raise UsageError(str(error)) from None
+    except OSError as error:
+        raise UsageError(f"cannot write to {args.out}: {error.strerror or error}") from None
+    return "done"
+
+
+def _summary(out: Path, total: int, outcomes: Counter[str]) -> int:
+    """Say on stderr what was done; the exit status is 2 when an image of the batch could not be read."""
+    failed, skipped, plural = outcomes["failed"], outcomes["skipped"], "s" if total != 1 else ""
+    print(f"{PROG}: explained {total - failed - skipped} of {total} image{plural} into {out}", file=sys.stderr)
+    if skipped:
+        message = f"skipped {skipped} whose outputs were already complete (--force explains them again)"
+        print(f"{PROG}: {message}", file=sys.stderr)
+    if failed:
+        _error_line(f"{failed} of {total} images could not be read (see the warnings above); the others were written")
+        return 2
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Explain every image; raise a user error for anything that stops the whole run."""
+    jobs, folder, classes = _plan(args)
     model, spec = create_model(args.model)
     model = model.to(args.device)
     layer, _ = resolve_layer(model, args.layer if args.layer else spec.target_layer)
@@ -290,73 +371,13 @@ def run(args: argparse.Namespace) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UsageError(f"cannot create output folder {args.out}: {error.strerror or error}") from None
-
-    failed = skipped = 0
-    options = {
-        "model": args.model,
-        "layer": layer,
-        "classes": classes,
-        "top_k": args.top_k,
-        "colormap": args.colormap,
-        "alpha": args.alpha,
-    }
-    for job in _progress(jobs):
-        try:
-            expected = fingerprint(job.path, options)
-        except OSError:
-            expected = None
-        # expected is None for a file that cannot be read: load_image below says why in the usual words
-        if expected is not None and not args.force and folder.complete(job.stem, expected):
-            skipped += 1
-            continue
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                image = load_image(job.path)
-            except ImageError as error:
-                if len(jobs) == 1:
-                    raise
-                failed += 1
-                _warning_line(f"skipped {error}")
-                continue
-        notes = [str(w.message) for w in caught if not issubclass(w.category, ResourceWarning)]
-        for note in notes:
-            _warning_line(note)
-        explanation = explain(image, model, spec, classes, layer, args.top_k, cam=cam)
-        names = [
-            overlay_name(job.stem, i, n)
-            for i, n in zip(explanation.class_indices, explanation.class_names, strict=True)
-        ]
-        try:
-            for name in names:
-                folder.check(name)
-            claim = {"image": str(job.path), "input": expected, "overlays": names}
-            folder.write_record(job.stem, claim, complete=False)  # the overlays below are ours from now on
-            for k, name in enumerate(names):  # one full-size map at a time: a 40 MP map is 160 MB
-                picture = overlay(image, explanation.heatmap(k), alpha=args.alpha, colormap=args.colormap)
-                folder.write(name, png_bytes(picture))
-                del picture  # before the next map is made
-            record = explanation_record(job, explanation, args.model, names, notes)
-            folder.write_record(job.stem, {**record, "input": expected, "overlays": names}, complete=True)
-        except OutputError as error:
-            raise UsageError(str(error)) from None
-        except OSError as error:
-            raise UsageError(f"cannot write to {args.out}: {error.strerror or error}") from None
-    done = len(jobs) - failed - skipped
-    print(
-        f"{PROG}: explained {done} of {len(jobs)} image{'s' if len(jobs) != 1 else ''} into {args.out}", file=sys.stderr
+    options = {"model": args.model, "layer": layer, "classes": classes}
+    options |= {"top_k": args.top_k, "colormap": args.colormap, "alpha": args.alpha}
+    explainer = functools.partial(
+        explain, model=model, spec=spec, classes=classes, layer=layer, top_k=args.top_k, cam=cam
     )
-    if skipped:
-        print(
-            f"{PROG}: skipped {skipped} whose outputs were already complete (--force explains them again)",
-            file=sys.stderr,
-        )
-    if failed:
-        _error_line(
-            f"{failed} of {len(jobs)} images could not be read (see the warnings above); the others were written"
-        )
-        return 2
-    return 0
+    outcomes = Counter(_explain_job(job, args, folder, options, explainer, len(jobs) > 1) for job in _progress(jobs))
+    return _summary(args.out, len(jobs), outcomes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,146 +15,56 @@ Three more commands serve that:
 * ``spread``: execute under every variant in :data:`SPREAD_VARIANTS`, measure how far each checked
   number moves, check that every compared output is identical, and (``--write``) rewrite the
   reference files with tolerances derived from the measured spread.
+
+The package does not know where the repository keeps things: ``--references`` names the folder of
+reference files and ``--sanitize`` nbval's sanitize file; without them, ``tests/reference`` and
+``tests/nbval_sanitize.cfg`` are looked for from the notebook's folder upwards
+(:func:`~.reference.find_upwards`), then from the working directory. ``spread --write`` writes to
+``--references``, by default ``tests/reference`` in the working directory. The work is done in
+:mod:`.execution`, :mod:`.cpu_variants` and :mod:`.tolerances`; their public names are re-exported here.
 """
 
 from __future__ import annotations
 
 import argparse
-import configparser
-import contextlib
 import datetime as _dt
-import difflib
-import json
-import os
-import re
-import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import jupytext
 import nbformat
 
-from . import reference
+from .cpu_variants import (
+    MIRROR_SUMS,
+    NBVAL_VARIANTS,
+    REFERENCES,
+    SANITIZE,
+    SPREAD_VARIANTS,
+    TOLERANCE_FLOORS,
+    compared_outputs,
+    run_nbval,
+    sanitize_file,
+)
+from .execution import execute, inject_parameters
+from .tolerances import diff, spread
 
-ROOT = Path(__file__).resolve().parents[3]
-REFERENCES = ROOT / "tests" / "reference"
-SANITIZE = ROOT / "tests" / "nbval_sanitize.cfg"
-
-# How one machine stands in for others. ONEDNN_MAX_CPU_ISA caps the convolution kernels oneDNN may
-# pick; ATEN_CPU_CAPABILITY and MKL_ENABLE_INSTRUCTIONS cap PyTorch's own vectorised kernels and the
-# matrix products of the linear layer the same way; OMP_NUM_THREADS sets the thread count the
-# notebooks pass to torch.set_num_threads (2 when unset).
-_AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
-_SSE41 = {"ONEDNN_MAX_CPU_ISA": "SSE41", "ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}
-NBVAL_VARIANTS: dict[str, dict[str, str]] = {
-    "as-is": {},
-    "avx2": _AVX2,
-    "sse41-1-thread": {**_SSE41, "OMP_NUM_THREADS": "1"},
-}
-SPREAD_VARIANTS: dict[str, dict[str, str]] = {
-    "as-is": {},
-    "as-is-1-thread": {"OMP_NUM_THREADS": "1"},
-    "avx2": _AVX2,
-    "avx2-1-thread": {**_AVX2, "OMP_NUM_THREADS": "1"},
-    "sse41": _SSE41,
-    "sse41-1-thread": {**_SSE41, "OMP_NUM_THREADS": "1"},
-}
-# Tolerance floors by name prefix (the tolerance is 10x the measured spread, never below these).
-TOLERANCE_FLOORS = {"": 1e-6}
-
-
-@contextlib.contextmanager
-def _environment(changes: Mapping[str, str]) -> Iterator[None]:
-    """Set environment variables for kernels started inside the block (they copy os.environ)."""
-    saved = {key: os.environ.get(key) for key in changes}
-    os.environ.update(changes)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def inject_parameters(notebook: nbformat.NotebookNode, parameters: Mapping[str, object]) -> None:
-    """Add a cell that overrides ``parameters`` right after the cell tagged ``parameters``.
-
-    The same convention as papermill: the notebook's defaults stay visible, the override follows
-    them in a cell tagged ``injected-parameters``.
-    """
-    tagged = [i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", [])]
-    if len(tagged) != 1:
-        raise ValueError(f"expected exactly one cell tagged 'parameters', found {len(tagged)}")
-    source = "\n".join(f"{name} = {value!r}" for name, value in parameters.items())
-    notebook.cells.insert(tagged[0] + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]}))
-
-
-def execute(
-    source: Path,
-    out_dir: Path | None = None,
-    timeout: int = 1200,
-    env: Mapping[str, str] | None = None,
-    parameters: Mapping[str, object] | None = None,
-) -> Path:
-    """Run ``source`` (a .py notebook) top to bottom in a new kernel; write and return the .ipynb."""
-    from nbclient import NotebookClient
-
-    os.environ.pop("MPLBACKEND", None)  # a kernel told to use Agg would show no figures at all
-    notebook = jupytext.read(source)
-    if parameters:
-        inject_parameters(notebook, parameters)
-    notebook.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    client = NotebookClient(
-        notebook,
-        timeout=timeout,
-        kernel_name="python3",
-        record_timing=False,
-        resources={"metadata": {"path": str(source.parent.resolve())}},
-    )
-    with _environment(env or {}):
-        client.execute()
-    notebook.metadata["gradcam_tutorial"] = {"executed": _dt.date.today().isoformat()}
-    target = (out_dir or source.parent) / (source.stem + ".ipynb")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(notebook, target)
-    return target
-
-
-def _sanitizer() -> list[tuple[re.Pattern[str], str]]:
-    """The regex replacements of tests/nbval_sanitize.cfg, in file order, as nbval applies them."""
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.read(SANITIZE)
-    return [(re.compile(parser[s]["regex"]), parser[s]["replace"]) for s in parser.sections()]
-
-
-def compared_outputs(notebook: nbformat.NotebookNode) -> dict[int, str]:
-    """``{code cell number: sanitized text}`` of the outputs nbval compares (images excluded)."""
-    from nbval.plugin import find_comment_markers, find_metadata_tags
-
-    patterns = _sanitizer()
-    out: dict[int, str] = {}
-    for number, cell in enumerate(c for c in notebook.cells if c.cell_type == "code"):
-        options = dict(find_metadata_tags(cell.metadata)) | dict(find_comment_markers(cell.source))
-        if options.get("skip") or options.get("check") is False:
-            continue
-        parts = []
-        for output in cell.get("outputs", []):
-            if output.output_type == "stream":
-                parts.append(output.text)
-            elif output.output_type in ("execute_result", "display_data"):
-                parts += [str(v) for k, v in sorted(output.data.items()) if not k.startswith("image/")]
-            elif output.output_type == "error":
-                parts.append(f"{output.ename}: {output.evalue}")
-        text = "".join(parts)
-        for pattern, replacement in patterns:
-            text = pattern.sub(replacement, text)
-        out[number] = text
-    return out
+__all__ = [
+    "MIRROR_SUMS",
+    "NBVAL_VARIANTS",
+    "REFERENCES",
+    "SANITIZE",
+    "SPREAD_VARIANTS",
+    "TOLERANCE_FLOORS",
+    "compared_outputs",
+    "diff",
+    "execute",
+    "inject_parameters",
+    "main",
+    "pair_problems",
+    "run_nbval",
+    "sanitize_file",
+    "spread",
+]
 
 
 def _cells(notebook: nbformat.NotebookNode) -> list[tuple[str, str, tuple[str, ...]]]:
@@ -180,212 +90,7 @@ def pair_problems(source: Path) -> list[str]:
     return problems
 
 
-def _kernel_env(variant: Mapping[str, str]) -> dict[str, str]:
-    env = dict(variant)
-    mirror = ROOT.parent / "shared" / "data"
-    if "GRADCAM_MIRROR" not in os.environ and (mirror / "SHA256SUMS").exists():
-        env["GRADCAM_MIRROR"] = str(mirror)
-    return env
-
-
-def run_nbval(notebooks: list[Path], variants: Mapping[str, Mapping[str, str]] = NBVAL_VARIANTS) -> int:
-    """nbval strict over ``notebooks`` once per CPU variant.
-
-    Each notebook gets its own pytest process, and as many run at once as the variant's thread count
-    leaves cores for (one at a time with 2 threads on 2 cores, both notebooks at once with 1 thread).
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    failed = []
-    for name, variant in variants.items():
-        env = {**os.environ, **_kernel_env(variant)}
-        env.pop("MPLBACKEND", None)
-        threads = int(variant.get("OMP_NUM_THREADS", "2"))
-        workers = max(1, min(len(notebooks), (os.cpu_count() or 1) // threads))
-        settings = " ".join(f"{k}={v}" for k, v in variant.items()) or "this machine as it is"
-        print(f"== nbval, CPU variant {name} ({settings}), {workers} notebook(s) at a time", flush=True)
-
-        def one(notebook: Path, env: dict[str, str] = env) -> subprocess.CompletedProcess[str]:
-            command = [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-q",
-                "-p",
-                "no:cacheprovider",
-                "--nbval",
-                "--nbval-current-env",
-                "--nbval-sanitize-with",
-                str(SANITIZE),
-                str(notebook),
-            ]
-            return subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
-
-        started = time.perf_counter()
-        with ThreadPoolExecutor(workers) as pool:
-            results = list(pool.map(one, notebooks))
-        for notebook, result in zip(notebooks, results, strict=True):
-            log = result.stdout + result.stderr
-            kept = log if result.returncode else "\n".join(log.strip().splitlines()[-1:])
-            print(f"{notebook}: {kept.strip()}", flush=True)
-            if result.returncode:
-                failed.append(f"{name} ({notebook})")
-        verdict = "passed" if all(r.returncode == 0 for r in results) else "FAILED"
-        print(f"== nbval, CPU variant {name}: {verdict} in {time.perf_counter() - started:.1f} s", flush=True)
-    if failed:
-        print(f"nbval failed under: {', '.join(failed)}")
-    return 1 if failed else 0
-
-
-def _execute_recording(source: Path, folder: Path, variant: Mapping[str, str]) -> tuple[Path, Path]:
-    """Execute ``source`` into ``folder`` with every reference check recording its numbers there."""
-    values = folder / "values"
-    env = {**_kernel_env(variant), reference.MODE_ENV: "record", reference.RECORD_DIR_ENV: str(values.resolve())}
-    return execute(source, folder, env=env), values
-
-
-def _text_changes(before: Mapping[int, str], after: Mapping[int, str], label: str) -> list[str]:
-    lines = []
-    for number in sorted(set(before) | set(after)):
-        old, new = before.get(number, ""), after.get(number, "")
-        if old != new:
-            lines.append(f"code cell {number}: compared output changed ({label})")
-            lines += [
-                "    " + line
-                for line in difflib.unified_diff(
-                    old.splitlines(), new.splitlines(), "before", "after", lineterm="", n=1
-                )
-            ]
-    return lines
-
-
-def diff(source: Path, write: bool = False, references: Path = REFERENCES) -> int:
-    """Re-execute ``source``; print compared outputs that changed and numbers beyond tolerance."""
-    committed = source.with_suffix(".ipynb")
-    with tempfile.TemporaryDirectory() as folder:
-        executed, values = _execute_recording(source, Path(folder), {})
-        new = nbformat.read(executed, as_version=4)
-        report = []
-        if committed.exists():
-            report += _text_changes(
-                compared_outputs(nbformat.read(committed, as_version=4)), compared_outputs(new), "nbval would fail"
-            )
-        for recorded in sorted(values.glob("*.json")):
-            target = references / recorded.name
-            current = json.loads(recorded.read_text())
-            if not target.exists():
-                report.append(f"{recorded.stem}: no reference file {target}; create it with `make references`")
-                continue
-            stored = reference.load(target)
-            if current["parameters"] != stored["parameters"]:
-                report.append(
-                    f"{recorded.stem}: run with parameters {current['parameters']}, "
-                    f"the reference has {stored['parameters']}"
-                )
-                continue
-            report += [f"{recorded.stem}: {line}" for line in reference.mismatches(current["values"], stored)]
-        if write:
-            nbformat.write(new, committed)
-    print(
-        f"{source}: "
-        + (
-            "no compared output changed and every checked number is within its tolerance"
-            if not report
-            else f"{len(report)} lines of changes"
-        )
-    )
-    print("\n".join(report))
-    if write:
-        print(f"wrote {committed}")
-    return 1 if report else 0
-
-
-def spread(
-    sources: list[Path],
-    out: Path,
-    write: bool = False,
-    variants: Mapping[str, Mapping[str, str]] = SPREAD_VARIANTS,
-    run: bool = True,
-) -> int:
-    """Execute under every CPU variant; measure each checked number's spread; compare outputs.
-
-    ``run=False`` reuses the notebooks and numbers that the last run left in ``out``.
-
-    With ``write``, the reference files are rewritten from the measured spread (values from the first
-    variant, tolerance ``max(floor, 10 x spread)``) and the notebooks are executed once more as they
-    are, so their committed outputs pass their own checks.
-    """
-    problems: list[str] = []
-    outputs: dict[str, dict[str, dict[int, str]]] = {}
-    recorded: dict[str, dict[str, dict]] = {}
-    for name, variant in variants.items():
-        for source in sources:
-            executed = out / name / f"{source.stem}.ipynb"
-            if run:
-                started = time.perf_counter()
-                executed, _ = _execute_recording(source, out / name, variant)
-                print(f"{name:>16}: executed {source.name} in {time.perf_counter() - started:.1f} s", flush=True)
-            outputs.setdefault(source.stem, {})[name] = compared_outputs(nbformat.read(executed, as_version=4))
-        for path in sorted((out / name / "values").glob("*.json")):
-            recorded.setdefault(path.stem, {})[name] = json.loads(path.read_text())
-    for stem, by_variant in outputs.items():
-        first = next(iter(by_variant))
-        for name, texts in by_variant.items():
-            problems += _text_changes(by_variant[first], texts, f"{stem}, {first} -> {name}")
-    summary = {}
-    references: dict[str, dict] = {}
-    for check_name, runs in recorded.items():
-        baseline = next(iter(runs.values()))
-        if any(
-            r["parameters"] != baseline["parameters"]
-            or r["printed"] != baseline["printed"]
-            or r["nonnegative"] != baseline["nonnegative"]
-            for r in runs.values()
-        ):
-            problems.append(f"{check_name}: the variants ran with different parameters")
-            continue
-        about = (
-            f"Reference numbers of the notebook check '{check_name}', recorded under the CPU variants "
-            f"{', '.join(runs)} (see gradcam_tutorial.publishing.notebooks.SPREAD_VARIANTS). 'spread' is the largest "
-            "difference between two variants; 'tolerance' is 10 x spread, at least the floor for the name, "
-            "rounded up; 'decimals' marks a number that a compared cell prints rounded to that many decimals. "
-            "Regenerate with `make references`."
-        )
-        built = reference.build(
-            {n: r["values"] for n, r in runs.items()},
-            baseline["parameters"],
-            baseline["printed"],
-            TOLERANCE_FLOORS,
-            about,
-            baseline["nonnegative"],
-        )
-        problems += [f"{check_name}: {line}" for line in reference.printing_problems(built)]
-        summary[check_name] = {key: entry["spread"] for key, entry in built["values"].items()}
-        worst = sorted(built["values"].items(), key=lambda item: -item[1]["spread"])[:8]
-        print(f"\n{check_name}: {len(built['values'])} names; largest spreads across variants:")
-        for key, entry in worst:
-            print(f"  {key:<48} spread {entry['spread']:<10.3g} tolerance {entry['tolerance']:.3g}")
-        references[check_name] = built
-    if write and not problems:
-        REFERENCES.mkdir(parents=True, exist_ok=True)
-        for check_name, built in references.items():
-            (REFERENCES / f"{check_name}.json").write_text(json.dumps(built, indent=1) + "\n")
-            print(f"wrote {REFERENCES / (check_name + '.json')}")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "spread.json").write_text(
-        json.dumps({"variants": variants, "spread": summary, "problems": problems}, indent=1) + "\n"
-    )
-    print("\n" + ("\n".join(problems) if problems else "every compared output is identical under every variant"))
-    if write and problems:
-        print("nothing written: fix the problems above first")
-    if write and not problems:
-        for source in sources:
-            execute(source)
-            print(f"re-executed {source}")
-    return 1 if problems else 0
-
-
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gradcam_tutorial.publishing.notebooks")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("execute", help="execute .py notebooks and write their .ipynb")
@@ -399,14 +104,37 @@ def main(argv: list[str] | None = None) -> int:
     changes = sub.add_parser("diff", help="re-execute; show changed outputs and numbers beyond tolerance")
     changes.add_argument("sources", nargs="+", type=Path)
     changes.add_argument("--write", action="store_true", help="also replace the committed .ipynb")
+    changes.add_argument(
+        "--references", type=Path, default=None, help=f"folder of reference files (default: {REFERENCES} found upwards)"
+    )
     measure = sub.add_parser("spread", help="measure each checked number's spread across CPU variants")
     measure.add_argument("sources", nargs="+", type=Path)
     measure.add_argument("--out", type=Path, default=Path("build/spread"))
-    measure.add_argument("--write", action="store_true", help="rewrite tests/reference/ and re-execute")
+    measure.add_argument("--write", action="store_true", help="rewrite the reference files and re-execute")
+    measure.add_argument(
+        "--references", type=Path, default=REFERENCES, help="folder --write rewrites (default: %(default)s)"
+    )
     measure.add_argument(
         "--no-execute", action="store_true", help="reuse the last run's notebooks and numbers in --out"
     )
+    for command in (nbval, changes, measure):
+        command.add_argument(
+            "--sanitize", type=Path, default=None, help=f"nbval's sanitize file (default: {SANITIZE} found upwards)"
+        )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except FileNotFoundError as error:  # a missing notebook, reference folder or sanitize file: one line
+        parser.error(str(error))
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The chosen command, on the parsed arguments."""
     if args.command == "execute":
         for source in args.sources:
             started = _dt.datetime.now()
@@ -415,11 +143,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "nbval":
         chosen = {name: NBVAL_VARIANTS[name] for name in args.variant} if args.variant else NBVAL_VARIANTS
-        return run_nbval(args.notebooks, chosen)
+        return run_nbval(args.notebooks, chosen, args.sanitize)
     if args.command == "diff":
-        return max(diff(source, args.write) for source in args.sources)
+        return max(diff(source, args.write, args.references, args.sanitize) for source in args.sources)
     if args.command == "spread":
-        return spread(args.sources, args.out, args.write, run=not args.no_execute)
+        return spread(
+            args.sources,
+            args.out,
+            args.write,
+            run=not args.no_execute,
+            references=args.references,
+            sanitize=args.sanitize,
+        )
     problems = [p for source in args.sources for p in pair_problems(source)]
     print("\n".join(problems) or "all pairs agree")
     return 1 if problems else 0
