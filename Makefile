@@ -2,8 +2,20 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# One virtual environment per use, each installing pyproject.toml's pinned extras (the one list of
+# versions): .venv-report for reading and publishing (make report, make lab: runtime + notebooks,
+# which brings the evaluation extra's peer libraries), .venv for everything else (make test and the
+# developer targets: every extra, the test oracles of requirements-oracles-nodeps.txt). Both can live
+# in one clone. VENV=DIR on the command line puts every target, make report and make lab included, in
+# that one environment (it gets every extra).
 VENV ?= .venv
+ifeq ($(origin VENV),command line)
+  REPORT_VENV ?= $(VENV)
+else
+  REPORT_VENV ?= .venv-report
+endif
 BIN := $(VENV)/bin
+REPORT_BIN := $(REPORT_VENV)/bin
 # Offline, downloads are read from the mirror beside the checkout when it exists.
 MIRROR := $(abspath ../shared/data)
 ifeq ($(origin GRADCAM_MIRROR), undefined)
@@ -15,17 +27,30 @@ export PYTHONHASHSEED := 0
 NOTEBOOKS := $(sort $(wildcard notebooks/*.py))
 EXECUTED := $(NOTEBOOKS:.py=.ipynb)
 NB := $(BIN)/python -m gradcam_tutorial.publishing.notebooks
+REPORT_NB := $(REPORT_BIN)/python -m gradcam_tutorial.publishing.notebooks
 
-.PHONY: venv system-deps lint test test-fast test-publish nbval notebooks notebooks-diff references lab report report-full bench soak mutate clean
+.PHONY: venv venv-report system-deps lint test test-fast test-publish nbval notebooks notebooks-diff references lab report report-full bench soak mutate clean
 
+# The development environment: the package (editable) with every extra (dev includes notebooks,
+# which includes evaluation), then Quantus and pandas without their dependencies (see that file).
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements.txt requirements-oracles-nodeps.txt pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements-oracles-nodeps.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q -e '.[dev]'
 	$(BIN)/python -m pip install -q --no-deps -r requirements-oracles-nodeps.txt
-	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
+
+# The reader's environment: the package (editable) with the notebooks extra only; no test, lint or
+# mutation tools. Where REPORT_VENV is VENV, the development environment above serves.
+venv-report: $(REPORT_VENV)/.installed
+ifneq ($(abspath $(REPORT_VENV)),$(abspath $(VENV)))
+$(REPORT_VENV)/.installed: pyproject.toml
+	test -x $(REPORT_BIN)/python || $(PYTHON) -m venv $(REPORT_VENV)
+	$(REPORT_BIN)/python -m pip install -q --upgrade pip
+	$(REPORT_BIN)/python -m pip install -q -e '.[notebooks]'
+	touch $@
+endif
 
 # Headless Chromium and Jekyll for the publishing tests (Debian packages; needs root or sudo).
 system-deps:
@@ -95,19 +120,20 @@ references: venv
 # More options for JupyterLab go in LAB_ARGS, e.g. `make lab LAB_ARGS="--port=8890"`.
 LAB_CONFIG := build/lab-config
 LAB_ARGS ?=
-lab: venv
+lab: venv-report
 	mkdir -p $(LAB_CONFIG)/labconfig
 	cp notebooks/lab-overrides.json $(LAB_CONFIG)/labconfig/default_setting_overrides.json
 	@echo "GRADCAM_MIRROR=$${GRADCAM_MIRROR:-(unset: downloads go to the web)}"
 	@echo "JupyterLab prints its URL (with the token) below; it opens notebooks/tutorial.py as a notebook."
 	JUPYTER_CONFIG_PATH=$(abspath $(LAB_CONFIG))$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH} \
-	  $(BIN)/python -m jupyterlab --no-browser --ServerApp.root_dir=notebooks \
+	  $(REPORT_BIN)/python -m jupyterlab --no-browser --ServerApp.root_dir=notebooks \
 	  --LabApp.default_url=/lab/tree/tutorial.py $$( [ "$$(id -u)" != 0 ] || echo --allow-root ) $(LAB_ARGS)
 
-# Execute the notebooks into build/ and render the HTML site and the Jekyll posts from them.
-report: venv
-	$(BIN)/python -m gradcam_tutorial.publishing.notebooks execute --out build/executed $(NOTEBOOKS)
-	$(BIN)/python -m gradcam_tutorial.publishing.publish --notebooks build/executed --sources notebooks --out build
+# Execute the notebooks into build/ and render the HTML site and the Jekyll posts from them, in the
+# reader's environment (no selenium there, so the headless-browser check is make test's job).
+report: venv-report
+	$(REPORT_NB) execute --out build/executed $(NOTEBOOKS)
+	$(REPORT_BIN)/python -m gradcam_tutorial.publishing.publish --notebooks build/executed --sources notebooks --out build
 
 # The report's full evaluation on the 1000 mirrored validation photos (30 to 45 minutes on two
 # cores): build/report/ and the committed copy of its numbers, results/report-full.json.
