@@ -585,13 +585,13 @@ model.zero_grad(set_to_none=True)
 print(f"the short class and GradCAM agree within 1e-5 on all {compared} maps compared")
 
 # %% [markdown]
-# Nothing the package does is hidden. These three methods compute the maps: `_run` makes the
-# forward pass, `_class_maps` walks back once per class and `_combine` is the formula. The rest of
-# `src/gradcam_tutorial/cam.py` checks inputs, turns class arguments into indices and scales maps
-# to [0, 1]:
+# Nothing the package does is hidden. These three functions compute the maps: `_run` makes the
+# forward pass, `_class_maps` walks back once per class and `combine` (`combine_gradcam`) is the
+# formula. The rest of `src/gradcam_tutorial/cam.py` checks inputs, turns class arguments into
+# indices and scales maps to [0, 1]:
 
 # %%
-for method in (GradCAM._run, GradCAM._class_maps, GradCAM._combine):
+for method in (GradCAM._run, GradCAM._class_maps, GradCAM.combine):
     print(inspect.getsource(method))
 
 # %% [markdown]
@@ -605,9 +605,10 @@ for method in (GradCAM._run, GradCAM._class_maps, GradCAM._combine):
 # * In `_class_maps`, `torch.autograd.grad(scores[:, k].sum(), activation, ...)` is `∂y_c/∂A` for
 #   class `k`, for every image of the batch at once, through the head alone (problems 2 and 3);
 #   `retain_graph` keeps the head's graph for the next class.
-# * In `_combine`, `grad.mean(dim=(2, 3))` is `w_k` and `(weights * activation).sum(dim=1)` the
-#   weighted sum; `_class_maps` applies the ReLU. Grad-CAM's relatives (section 15) replace only
-#   `_combine` (or, for Score-CAM, `_class_maps`).
+# * In `combine_gradcam`, `grad.mean(dim=(2, 3))` is `w_k` and `(weights * activation).sum(dim=1)`
+#   the weighted sum; `_class_maps` applies the ReLU. Grad-CAM's relatives (section 15) replace
+#   only `combine`, each with its entry of the table `COMBINE` (Score-CAM, which has no gradient,
+#   replaces `_class_maps`).
 # * The inner `finally: handle.remove()` removes the hook whatever happens (problem 1), right after
 #   the forward pass, and `restored_modes` puts every module's train/eval flag back.
 #

@@ -3,6 +3,9 @@
 Every variant is checked on raw maps (post-ReLU, layer resolution) relative to the map's peak, and
 on min-max normalised maps in absolute terms, within 1e-5. Where a library defines a method
 differently, the test says so and checks the library that follows the paper.
+
+The gradient-based tests run over every entry of ``COMBINE``, the table of formulas: a variant added
+there is checked against the peers and against its class without a new test.
 """
 
 from __future__ import annotations
@@ -16,7 +19,18 @@ from captum.attr import GuidedGradCam
 from torch import nn
 
 from conftest import left_as_found, train_mode_with_batchnorm
-from gradcam_tutorial import CAM_METHODS, GradCAM, HiResCAM, ScoreCAM, compute_methods, normalize_maps, resolve_layer
+from gradcam_tutorial import (
+    CAM_METHODS,
+    COMBINE,
+    GradCAM,
+    HiResCAM,
+    ScoreCAM,
+    combine_gradcam,
+    compute_methods,
+    normalize_maps,
+    resolve_layer,
+)
+from gradcam_tutorial import methods as methods_module
 from gradcam_tutorial.evaluation.peers import (
     TORCHCAM_CLASSES,
     preserve_model_state,
@@ -27,7 +41,8 @@ from gradcam_tutorial.evaluation.saliency import guided_gradcam
 from test_oracles import grid_input
 
 TOLERANCE = 1e-5
-GRADIENT_METHODS = [name for name in CAM_METHODS if name != "scorecam"]
+# the table of gradient-based formulas: each entry is one parameter of every test below that uses it
+GRADIENT_METHODS = list(COMBINE)
 # torchcam's Grad-CAM++ puts sum_ij(A * G^3) in the alpha denominator where the paper (and
 # pytorch-grad-cam) has sum_ij(A) * G^3 at each pixel; its Score-CAM scales each channel before
 # upsampling it. Both differ from the paper, so only pytorch-grad-cam is the oracle for those.
@@ -192,6 +207,97 @@ def test_compute_methods_equals_each_method_alone(models, grid):
     for bad in (("gradcam", "gradcam"), ("eigencam",), ()):
         with pytest.raises(ValueError, match="distinct methods"):
             compute_methods(model, "layer3", x, targets, names=bad)
+
+
+def activation_and_gradients(
+    model: nn.Module, layer: str, x: torch.Tensor, classes: list[int]
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The layer's output ``A`` and ``d y_c / d A`` per class from a plain hook and a full autograd pass,
+    independent of GradCAM's head-only walk back (the layer's output must not be changed in place)."""
+    _, module = resolve_layer(model, layer)
+    captured: list[torch.Tensor] = []
+    handle = module.register_forward_hook(lambda _module, _inputs, output: captured.append(output))
+    try:
+        logits = model(x)
+    finally:
+        handle.remove()
+    (activation,) = captured
+    grads = [torch.autograd.grad(logits[:, c].sum(), activation, retain_graph=True)[0] for c in classes]
+    return activation.detach(), grads
+
+
+@pytest.mark.parametrize("method", GRADIENT_METHODS)
+def test_each_table_function_is_its_class_formula(models, grid, method):
+    """``COMBINE[method]`` maps ``(A, G)`` to ``(B, h, w)`` before the ReLU, reads its inputs without
+    changing them, is the function its class uses, and its ReLU is the class's map, class by class."""
+    model, x = models["resnet18"], torch.cat([grid_input(grid[0], 64), grid_input(grid[0].transpose(0), 64)])
+    combine = COMBINE[method]
+    assert CAM_METHODS[method].combine is combine
+    activation, grads = activation_and_gradients(model, "layer3", x, CLASSES)
+    with CAM_METHODS[method](model, "layer3") as cam:
+        maps = cam.compute(x, [CLASSES] * 2).maps
+    for k, grad in enumerate(grads):
+        inputs = (activation.clone(), grad.clone())
+        raw = combine(*inputs)
+        assert torch.equal(inputs[0], activation) and torch.equal(inputs[1], grad), method
+        assert raw.shape == (2, *activation.shape[2:]), method
+        expected = torch.relu(raw)
+        assert has_contrast(expected), f"{method} class {CLASSES[k]}: a flat map would match anything"
+        torch.testing.assert_close(maps[:, k], expected, rtol=0, atol=1e-6 * float(expected.max()))
+
+
+def test_only_table_entries_and_score_cam_are_methods():
+    """CAM_METHODS is the table's classes in the table's order, then Score-CAM, which has no gradient."""
+    assert list(CAM_METHODS) == [*COMBINE, "scorecam"]
+    assert COMBINE["gradcam"] is combine_gradcam is GradCAM.combine
+    assert len(set(COMBINE.values())) == len(COMBINE), "two names share one formula"
+
+
+def test_a_variant_registered_in_the_table_joins_compute_methods(models, grid, monkeypatch):
+    """One function and one table entry: compute_methods then computes the new variant from the shared
+    walk back, equal to a class that uses the same function, and CAM_METHODS would hold such a class."""
+
+    def combine_negated(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """Grad-CAM's map with its sign flipped: after the ReLU, where Grad-CAM's is zero."""
+        return -combine_gradcam(activation, grad)
+
+    class NegatedGradCAM(GradCAM):
+        combine = staticmethod(combine_negated)
+
+    model, x = models["resnet18"], grid_input(grid[0], 64)
+    targets = [[1, 285]]
+    with pytest.raises(ValueError, match="distinct methods"):
+        compute_methods(model, "layer3", x, targets, names=("gradcam", "negated"))
+    monkeypatch.setitem(COMBINE, "negated", combine_negated)
+    together = compute_methods(model, "layer3", x, targets, names=("gradcam", "negated", "layercam"))
+    assert list(together) == ["gradcam", "negated", "layercam"]
+    generated = methods_module._class_of("negated", combine_negated)
+    assert issubclass(generated, GradCAM) and generated.combine is combine_negated
+    for cls in (NegatedGradCAM, generated):
+        with cls(model, "layer3") as cam:
+            alone = cam.compute(x, targets).maps
+        torch.testing.assert_close(together["negated"].maps, alone, rtol=0, atol=1e-6 * float(alone.max()))
+    negated, gradcam = together["negated"].maps, together["gradcam"].maps
+    assert (negated > 0).any() and (gradcam > 0).any()
+    assert not ((negated > 0) & (gradcam > 0)).any(), "the new entry's function was not the one applied"
+    with CAM_METHODS["layercam"](model, "layer3") as cam:  # the others are untouched by the new entry
+        torch.testing.assert_close(together["layercam"].maps, cam.compute(x, targets).maps, rtol=0, atol=0)
+
+
+def test_score_cam_class_maps_from_a_given_activation(models, grid):
+    """The public step compute_methods uses: from the layer's activation to Score-CAM's maps, equal to
+    ``compute``'s, with the masked passes in eval mode and the model left in train mode as found."""
+    model = train_mode_with_batchnorm(copy.deepcopy(models["resnet18"]))
+    x = grid_input(grid[0], 64)
+    with ScoreCAM(model, "layer3") as cam:
+        expected = cam.compute(x, [[1, 285]]).maps
+        model.eval()
+        activation, _ = activation_and_gradients(model, "layer3", x, [])
+        model.train()
+        with left_as_found(model):
+            maps = cam.class_maps(x, activation, torch.tensor([[1, 285]]))
+    assert (maps > 0).any()
+    torch.testing.assert_close(maps, expected, rtol=0, atol=1e-6 * float(expected.max()))
 
 
 @pytest.mark.parametrize("method", [*CAM_METHODS, "compute_methods"])

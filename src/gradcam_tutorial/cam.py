@@ -11,13 +11,17 @@ with autograd off until the layer's forward hook fires; the hook detaches the ac
 requiring a gradient and switches autograd on for the rest of the network. ``torch.autograd.grad``
 then walks back through the head alone, once per requested class, and never touches parameter
 gradients. Hooks live only for the duration of a call, so none can leak or stack.
+
+The formula itself is :func:`combine_gradcam`, a pure function of the activation and the gradient;
+its relatives in :mod:`.methods` are functions of the same shape (:data:`Combine`), collected with
+it in :data:`~.methods.COMBINE`, and each class's :attr:`GradCAM.combine` is one of them.
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import overload
 
@@ -31,6 +35,22 @@ from .state import restored_modes
 # None: each image's top class; int: that class for every image; a flat sequence or 1-D tensor: one
 # class per image (its length is the batch size); a nested sequence or (B, K) tensor: K per image.
 Targets = None | int | Sequence[int] | Sequence[Sequence[int]] | torch.Tensor
+
+# How a gradient-based method turns the layer's activation A (B, C, h, w) and the gradient
+# G = d y_c / d A (B, C, h, w) into its map (B, h, w) before the ReLU. A pure function, so that a
+# variant is a formula that can be read, tested and registered alone, away from the hooks.
+Combine = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def combine_gradcam(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM's map before the ReLU: channels weighted by their mean gradient, then summed.
+
+    A module function rather than a method, so that :data:`~.methods.COMBINE` lists it beside its
+    relatives and :class:`GradCAM` uses it without importing them.
+    """
+    weights = grad.mean(dim=(2, 3), keepdim=True)
+    return (weights * activation).sum(dim=1)
+
 
 # One lock per model, shared by every GradCAM on it. A call hooks a layer that every forward pass
 # through the model runs and switches the model to eval mode and back: two threads doing that at once
@@ -101,7 +121,13 @@ class GradCAM:
     otherwise autograd records nearly the whole network from the first call on, doubling the cost of
     that first call. Only a hint: if the layer runs fewer times than remembered, the call starts over
     hooking every call, so results never depend on it.
+
+    :attr:`combine` is the formula (:func:`combine_gradcam`); a variant that differs only in how it
+    turns the activation and the gradient into a map replaces it with another :data:`Combine`.
     """
+
+    # a plain function stored on the class, not bound to the instance: the maps depend on nothing else
+    combine = staticmethod(combine_gradcam)
 
     def __init__(self, model: nn.Module, target_layer: nn.Module | str):
         self.model = model
@@ -192,7 +218,7 @@ class GradCAM:
     def _class_maps(
         self, x: torch.Tensor, activation: torch.Tensor, logits: torch.Tensor, classes: torch.Tensor
     ) -> torch.Tensor:
-        """``(B, K, h, w)`` maps: per class, one walk back through the head, then :meth:`_combine`."""
+        """``(B, K, h, w)`` maps: per class, one walk back through the head, then :attr:`combine`."""
         scores = logits.gather(1, classes)
         maps = []
         for k in range(classes.shape[1]):
@@ -201,14 +227,8 @@ class GradCAM:
             )
             if grad is None:
                 raise LayerError(f"the model's output does not depend on layer {self.layer_name!r}")
-            maps.append(torch.relu(self._combine(activation.detach(), grad)))
+            maps.append(torch.relu(self.combine(activation.detach(), grad)))
         return torch.stack(maps, dim=1)
-
-    @staticmethod
-    def _combine(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        """Grad-CAM's map before the ReLU: channels weighted by their mean gradient, then summed."""
-        weights = grad.mean(dim=(2, 3), keepdim=True)
-        return (weights * activation).sum(dim=1)
 
     @overload
     def compute_heatmap(

@@ -1,27 +1,46 @@
 """Grad-CAM's relatives on the same one-pass machinery: forward once, walk back once per class.
 
-Every gradient-based variant below differs from Grad-CAM only in how it turns the layer's activation
-``A`` (``B, C, h, w``) and the gradient ``G = d y_c / d A`` into a map; :class:`~.cam.GradCAM` does
-the forward pass, the hooks, the targets and leaves the model as found, and each class here replaces
-its ``_combine``. Scores ``y_c`` are logits, as in Grad-CAM. Every map ends in a ReLU.
+Every gradient-based variant differs from Grad-CAM only in how it turns the layer's activation ``A``
+(``B, C, h, w``) and the gradient ``G = d y_c / d A`` into a map (``B, h, w``, before the ReLU). That
+rule is a pure function (:data:`~.cam.Combine`), and :data:`COMBINE` holds them all, Grad-CAM's own
+(:func:`~.cam.combine_gradcam`) included. :class:`~.cam.GradCAM` does the forward pass, the hooks, the
+targets and the ReLU and leaves the model as found; each class here only sets ``combine`` to its
+table entry, and :func:`compute_methods` applies the table's functions to one shared gradient.
+Scores ``y_c`` are logits, as in Grad-CAM. Every map ends in a ReLU.
 
-Where the libraries disagree with each other, the comment on the class says which definition is used
-and which library agrees; ``tests/test_variants.py`` checks each against that library.
+To add a gradient-based variant:
+
+1. write ``combine_<name>(activation, grad) -> map`` below, with a docstring that cites the paper and
+   says which library's definition it follows;
+2. add ``"<name>": combine_<name>`` to :data:`COMBINE`; :data:`CAM_METHODS` then holds a
+   :class:`~.cam.GradCAM` subclass that uses it, and :func:`compute_methods` (with the report's
+   comparison of variants) computes it. A named public class is optional: subclass
+   :class:`~.cam.GradCAM` with ``combine = staticmethod(combine_<name>)``, list it in
+   ``_NAMED_CLASSES``, and export it;
+3. teach the peer oracle (``evaluation/peers.py``) the name if a peer library has the method: the
+   tests run every entry of :data:`COMBINE` against the peers and against its class.
+
+Score-CAM uses no gradient, so it is a class (:class:`ScoreCAM`) and not a table entry.
+
+Where the libraries disagree with each other, the docstring of the function says which definition is
+used and which library agrees; ``tests/test_variants.py`` checks each against that library.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cam import CAMResult, GradCAM, Targets
+from .cam import CAMResult, Combine, GradCAM, Targets, combine_gradcam
 from .layers import LayerError
+from .state import restored_modes
 
 
-class GradCAMPlusPlus(GradCAM):
+def combine_gradcam_plus_plus(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     """Grad-CAM++ (Chattopadhay et al., 2018): pixel-wise weights that favour several instances.
 
     The paper's alphas need second and third derivatives; with the class score passed through
@@ -29,47 +48,70 @@ class GradCAMPlusPlus(GradCAM):
     them (same ``1e-6`` in the denominator; our maps agree). torchcam sums ``A * G**3`` over space in
     the denominator instead of ``sum(A) * G**3`` per pixel, a different formula.
     """
-
-    @staticmethod
-    def _combine(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        grad_2 = grad.pow(2)
-        activation_sum = activation.sum(dim=(2, 3), keepdim=True)
-        alpha = grad_2 / (2 * grad_2 + activation_sum * grad_2 * grad + 1e-6)
-        alpha = torch.where(grad != 0, alpha, torch.zeros_like(alpha))
-        weights = (torch.relu(grad) * alpha).sum(dim=(2, 3), keepdim=True)
-        return (weights * activation).sum(dim=1)
+    grad_2 = grad.pow(2)
+    activation_sum = activation.sum(dim=(2, 3), keepdim=True)
+    alpha = grad_2 / (2 * grad_2 + activation_sum * grad_2 * grad + 1e-6)
+    alpha = torch.where(grad != 0, alpha, torch.zeros_like(alpha))
+    weights = (torch.relu(grad) * alpha).sum(dim=(2, 3), keepdim=True)
+    return (weights * activation).sum(dim=1)
 
 
-class HiResCAM(GradCAM):
+def combine_hirescam(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     """HiResCAM (Draelos & Carin, 2020): ``sum_k G_k * A_k`` pixel by pixel, no spatial averaging.
 
     Before the ReLU, at a layer followed only by global average pooling and a linear layer, the map
     sums to the class score minus its bias, and equals Grad-CAM's there (the gradient is constant
     over space); deeper in the network the two differ wherever the gradient varies over space.
     """
+    return (grad * activation).sum(dim=1)
 
-    @staticmethod
-    def _combine(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        return (grad * activation).sum(dim=1)
+
+def combine_xgradcam(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """XGrad-CAM (Fu et al., 2020): channel weights ``sum_ij G * A / sum_ij A`` (``1e-7`` added below,
+    as pytorch-grad-cam does)."""
+    activation_sum = activation.sum(dim=(2, 3), keepdim=True)
+    weights = (grad * activation / (activation_sum + 1e-7)).sum(dim=(2, 3), keepdim=True)
+    return (weights * activation).sum(dim=1)
+
+
+def combine_layercam(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """LayerCAM (Jiang et al., 2021): ``sum_k ReLU(G_k) * A_k`` pixel by pixel."""
+    return (torch.relu(grad) * activation).sum(dim=1)
+
+
+# Every gradient-based method by name, in the order the report and the tutorial show them: the one
+# place a variant is registered. Values map (activation, grad) to the map before the ReLU.
+COMBINE: dict[str, Combine] = {
+    "gradcam": combine_gradcam,
+    "gradcam++": combine_gradcam_plus_plus,
+    "hirescam": combine_hirescam,
+    "xgradcam": combine_xgradcam,
+    "layercam": combine_layercam,
+}
+
+
+class GradCAMPlusPlus(GradCAM):
+    """Grad-CAM++ on :class:`~.cam.GradCAM`'s machinery: see :func:`combine_gradcam_plus_plus`."""
+
+    combine = staticmethod(combine_gradcam_plus_plus)
+
+
+class HiResCAM(GradCAM):
+    """HiResCAM on :class:`~.cam.GradCAM`'s machinery: see :func:`combine_hirescam`."""
+
+    combine = staticmethod(combine_hirescam)
 
 
 class XGradCAM(GradCAM):
-    """XGrad-CAM (Fu et al., 2020): channel weights ``sum_ij G * A / sum_ij A`` (``1e-7`` added below,
-    as pytorch-grad-cam does)."""
+    """XGrad-CAM on :class:`~.cam.GradCAM`'s machinery: see :func:`combine_xgradcam`."""
 
-    @staticmethod
-    def _combine(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        activation_sum = activation.sum(dim=(2, 3), keepdim=True)
-        weights = (grad * activation / (activation_sum + 1e-7)).sum(dim=(2, 3), keepdim=True)
-        return (weights * activation).sum(dim=1)
+    combine = staticmethod(combine_xgradcam)
 
 
 class LayerCAM(GradCAM):
-    """LayerCAM (Jiang et al., 2021): ``sum_k ReLU(G_k) * A_k`` pixel by pixel."""
+    """LayerCAM on :class:`~.cam.GradCAM`'s machinery: see :func:`combine_layercam`."""
 
-    @staticmethod
-    def _combine(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        return (torch.relu(grad) * activation).sum(dim=1)
+    combine = staticmethod(combine_layercam)
 
 
 class ScoreCAM(GradCAM):
@@ -99,8 +141,20 @@ class ScoreCAM(GradCAM):
     def _class_maps(
         self, x: torch.Tensor, activation: torch.Tensor, logits: torch.Tensor, classes: torch.Tensor
     ) -> torch.Tensor:
+        return self.class_maps(x, activation, classes)
+
+    def class_maps(self, input_batch: torch.Tensor, activation: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """Score-CAM's ``(B, K, h, w)`` maps, after the ReLU, of ``classes`` (a ``(B, K)`` index tensor).
+
+        What :meth:`compute` does after its forward pass, public so that a caller that already has the
+        layer's ``activation`` (``B, C, h, w``) for ``input_batch`` (on the model's device and dtype),
+        such as :func:`compute_methods`, adds Score-CAM without a second hooked pass. The masked passes
+        run in eval mode, and every module's train/eval flag is put back afterwards.
+        """
         activation = activation.detach()
-        weights = self._score_weights(x, activation, classes)  # (B, K, C)
+        with restored_modes(self.model):
+            self.model.eval()  # in train mode each masked pass would move the batch norms' statistics
+            weights = self._score_weights(input_batch, activation, classes)  # (B, K, C)
         return torch.relu(torch.einsum("bkc,bchw->bkhw", weights, activation))
 
     def _score_weights(self, x: torch.Tensor, activation: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
@@ -125,39 +179,55 @@ class ScoreCAM(GradCAM):
                 scores[b, start : start + chunk.shape[0]] = self.model(x[b] * masks)[:, classes[b]]
 
 
-CAM_METHODS: dict[str, type[GradCAM]] = {
-    "gradcam": GradCAM,
-    "gradcam++": GradCAMPlusPlus,
-    "hirescam": HiResCAM,
-    "xgradcam": XGradCAM,
-    "layercam": LayerCAM,
-    "scorecam": ScoreCAM,
-}
+# The public classes of the gradient-based methods, matched to their entries of COMBINE by ``combine``.
+_NAMED_CLASSES: tuple[type[GradCAM], ...] = (GradCAM, GradCAMPlusPlus, HiResCAM, XGradCAM, LayerCAM)
+
+
+def _class_of(name: str, combine: Combine) -> type[GradCAM]:
+    """The named class that uses this entry of :data:`COMBINE`, or, for an entry without one, a plain
+    :class:`~.cam.GradCAM` subclass: registering the function is then enough for :data:`CAM_METHODS`."""
+    for cls in _NAMED_CLASSES:
+        if cls.combine is combine:
+            return cls
+    namespace = {
+        "combine": staticmethod(combine),
+        "__doc__": f"``{name}`` of :data:`COMBINE` on :class:`~.cam.GradCAM`'s machinery.",
+        "__module__": __name__,
+    }
+    return cast(type[GradCAM], type(f"GradCAM[{name}]", (GradCAM,), namespace))
+
+
+# Every method by name, each a class with the same interface (``compute``, ``compute_heatmap``): the
+# gradient-based ones in the order of COMBINE, then Score-CAM.
+CAM_METHODS: dict[str, type[GradCAM]] = {name: _class_of(name, combine) for name, combine in COMBINE.items()}
+CAM_METHODS["scorecam"] = ScoreCAM
 
 
 class _Several(GradCAM):
-    """Several gradient-based methods from one forward pass and one walk back per class."""
+    """Several methods from one forward pass: the gradient-based ones (entries of :data:`COMBINE`)
+    share one walk back per class, Score-CAM adds its masked passes."""
 
     def __init__(self, model: nn.Module, target_layer: nn.Module | str, names: Sequence[str]):
         super().__init__(model, target_layer)
         self.names = tuple(names)
+        # looked up once, so that every class of the call uses the same function per name
+        self._combines = {n: COMBINE[n] for n in self.names if n != "scorecam"}
         self._score_cam = ScoreCAM(model, target_layer) if "scorecam" in self.names else None
 
     def _class_maps(
         self, x: torch.Tensor, activation: torch.Tensor, logits: torch.Tensor, classes: torch.Tensor
     ) -> torch.Tensor:
-        gradient_names = [n for n in self.names if n != "scorecam"]
-        per_method: dict[str, list[torch.Tensor]] = {n: [] for n in gradient_names}
+        per_method: dict[str, list[torch.Tensor]] = {n: [] for n in self._combines}
         scores = logits.gather(1, classes)
-        for k in range(classes.shape[1] if gradient_names else 0):
+        for k in range(classes.shape[1] if self._combines else 0):
             (grad,) = torch.autograd.grad(scores[:, k].sum(), activation, retain_graph=True, allow_unused=True)
             if grad is None:
                 raise LayerError(f"the model's output does not depend on layer {self.layer_name!r}")
-            for name in gradient_names:
-                per_method[name].append(torch.relu(CAM_METHODS[name]._combine(activation.detach(), grad)))
+            for name, combine in self._combines.items():
+                per_method[name].append(torch.relu(combine(activation.detach(), grad)))
         stacks = {n: torch.stack(maps, dim=1) for n, maps in per_method.items()}
         if self._score_cam is not None:
-            stacks["scorecam"] = self._score_cam._class_maps(x, activation, logits, classes)
+            stacks["scorecam"] = self._score_cam.class_maps(x, activation, classes)
         return torch.cat([stacks[n] for n in self.names], dim=1)
 
 
@@ -171,12 +241,13 @@ def compute_methods(
     """Maps of several methods for the same classes, from one forward pass.
 
     The gradient-based methods share one walk back through the head per class (their maps equal
-    each class's own ``compute``); Score-CAM adds its masked passes. Returns ``{name: CAMResult}``
-    in the order of ``names``.
+    each class's own ``compute``); Score-CAM adds its masked passes. ``names`` are entries of
+    :data:`COMBINE`, read at the call (so one registered after import counts), and ``"scorecam"``.
+    Returns ``{name: CAMResult}`` in the order of ``names``.
     """
-    unknown = [n for n in names if n not in CAM_METHODS]
-    if unknown or not names or len(set(names)) != len(names):
-        raise ValueError(f"names must be distinct methods from {', '.join(CAM_METHODS)}; got {list(names)}")
+    known = [*COMBINE, "scorecam"]
+    if any(n not in known for n in names) or not names or len(set(names)) != len(names):
+        raise ValueError(f"names must be distinct methods from {', '.join(known)}; got {list(names)}")
     with _Several(model, target_layer, names) as several:
         result = several.compute(input_batch, targets)
     k = result.class_indices.shape[1]
