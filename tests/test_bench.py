@@ -92,3 +92,23 @@ def test_command_line_writes_json(tmp_path, monkeypatch, capsys):
     assert calls[-1][4:] == (("hirescam",), 2)
     assert json.loads(out.read_text())["resnet18"]["forward_ms"] == 1.0
     assert "TABLE" in capsys.readouterr().out
+
+
+def test_the_road_benchmark_compares_two_orderings_on_the_same_masks(monkeypatch, tmp_path):
+    import bench_road  # benchmarks/bench_road.py, on pytest's pythonpath
+    from gradcam_tutorial.evaluation import road
+
+    monkeypatch.setattr(bench_road, "PERCENTAGES", (30.0,))  # 32 masks: a smoke test, not a timing
+    cache = road._FACTORISATIONS
+    result = bench_road.run(rounds=1)
+    assert road._FACTORISATIONS is cache  # the benchmark keeps no factors of its own in ROAD's cache
+    assert result["masks"] == 8 * 2 * 2  # demo photos and mirrors, Grad-CAM and random, two orders
+    assert set(result["ms_per_mask"]) == {"dissection", "superlu_mmd"}
+    assert all(value > 0 for value in result["ms_per_mask"].values())
+    assert result["mmd_over_dissection"] == pytest.approx(
+        result["ms_per_mask"]["superlu_mmd"] / result["ms_per_mask"]["dissection"]
+    )
+    assert 0 <= result["max_abs_difference"] < 1e-9  # two orderings: equal to rounding, not bit for bit
+    assert result["solver"].startswith("SuperLU (scipy ")
+    assert bench_road.main(["--rounds", "1", "--out", str(tmp_path / "road.json")]) == 0
+    assert json.loads((tmp_path / "road.json").read_text())["masks"] == 32

@@ -18,7 +18,7 @@ from gradcam_tutorial.data import (
     imagenet_val,
     imagenet_val_metadata,
 )
-from gradcam_tutorial.evaluation.report import top_k_accuracy
+from gradcam_tutorial.evaluation.accuracy import top_k_accuracy
 from gradcam_tutorial.images import restore_aspect
 
 # tests/test_tutorial.py::test_offline_model_top1_on_the_mirrored_samples; the data README measures 88.2 %

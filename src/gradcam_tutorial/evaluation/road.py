@@ -22,15 +22,14 @@ Choices written down:
 * Noise std 0.01 in the network's normalised input, the value of Rong et al.'s code and of
   pytorch-grad-cam's ``NoisyLinearImputer``; it only keeps the fill from being perfectly smooth.
 * The linear system is symmetric positive definite (the weights are symmetric in the offset). It is
-  solved exactly, in float64, with one sparse factorisation shared by the colour channels: a Cholesky by
-  MKL's PARDISO (:mod:`.pardiso`), or SciPy's SuperLU (an LU without pivoting, same solution to
-  rounding) where MKL has no wheel. Unknowns are numbered in a geometric nested-dissection order of
-  the pixel grid (halves first, the separating row or column last), which the solver keeps: on
-  224 x 224 inputs it factorises about twice as fast as SuperLU's own minimum-degree ordering, and
-  PARDISO's own METIS analysis alone costs more than factorising in this order.
+  solved exactly, in float64, with one sparse factorisation shared by the colour channels: SciPy's
+  SuperLU without pivoting (the matrix needs none), in a geometric nested-dissection order of the
+  pixel grid (halves first, the separating row or column last) that the solver keeps: on 224 x 224
+  inputs it factorises about twice as fast as SuperLU's own minimum-degree ordering
+  (``benchmarks/bench_road.py`` measures both).
 * The factorisation is most of ROAD's cost, so it is never repeated needlessly: all of a photo's
   masks are solved together, equal masks once, the distinct ones in as many threads as torch uses
-  (both solvers release the GIL), and a mask that comes back (a baseline shared by every photo, such
+  (SuperLU releases the GIL), and a mask that comes back (a baseline shared by every photo, such
   as the centre prior) keeps its factors. The noise is drawn afterwards, in the order of one mask at
   a time, so the inputs are bit for bit those of imputing each mask on its own.
 * Removing every pixel leaves nothing to interpolate from (the system is singular): that is an error.
@@ -47,7 +46,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -55,7 +54,6 @@ import torch
 from scipy.sparse.linalg import splu
 from torch import nn
 
-from . import pardiso
 from .faithfulness import SCORING_BATCH, class_probabilities, map_ranks, saliency_rank
 
 NOISE_STD = 0.01
@@ -65,6 +63,7 @@ NEIGHBOURS = tuple((dy, dx, 1 / 12 if dy and dx else 1 / 6) for dy in (-1, 0, 1)
 _WEIGHTS = np.array([weight for _dy, _dx, weight in NEIGHBOURS])
 
 Map = torch.Tensor | np.ndarray
+PermcSpec = Literal["NATURAL", "MMD_AT_PLUS_A", "MMD_ATA", "COLAMD"]  # SuperLU's column orderings
 
 
 @lru_cache(maxsize=8)
@@ -183,50 +182,26 @@ def _kept_sums(values: np.ndarray, removed: np.ndarray) -> np.ndarray:
     return sums.reshape(channels, -1)
 
 
-class _Solver(Protocol):
-    def solve(self, rhs: np.ndarray) -> np.ndarray: ...
-
-
 class _SuperLU:
-    """SciPy's SuperLU on the full matrix, where MKL is missing: an LU without pivoting (the matrix
-    is symmetric positive definite), in the same elimination order, same solution to rounding."""
+    """SciPy's SuperLU of one mask's system: an LU without pivoting (the matrix is symmetric positive
+    definite) in the unknowns' own order, which is :func:`_dissection_order`'s."""
 
-    def __init__(self, system: _System) -> None:
+    def __init__(self, system: _System, permc_spec: PermcSpec = "NATURAL") -> None:
         n = system.pixels.size
         upper = sp.csr_matrix((system.data, system.indices, system.indptr), shape=(n, n))
         full = (upper + upper.T - sp.diags(upper.diagonal())).tocsc()
-        self.lu = splu(full, permc_spec="NATURAL", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+        self.lu = splu(full, permc_spec=permc_spec, diag_pivot_thresh=0.0, options={"SymmetricMode": True})
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         return self.lu.solve(np.asfortranarray(rhs.T)).T
 
 
-SOLVERS = ("pardiso", "superlu")
+def solver_name() -> str:
+    """The sparse solver ROAD's imputation uses, with its library's version (the report records it)."""
+    return f"SuperLU (scipy {importlib.metadata.version('scipy')})"
 
 
-def default_solver() -> str:
-    """``"pardiso"`` where MKL is installed (x86-64), else ``"superlu"``."""
-    return "pardiso" if pardiso.available() else "superlu"
-
-
-def solver_name(solver: str | None = None) -> str:
-    """The sparse solver ROAD's imputation uses here, with its library's version (the report records it)."""
-    if (solver or default_solver()) == "pardiso":
-        return f"MKL PARDISO (mkl {_version('mkl')})"
-    return f"SuperLU (scipy {_version('scipy')})"
-
-
-def _version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def _factorise(system: _System, solver: str) -> _Solver:
-    """A Cholesky factor by MKL's PARDISO, or SuperLU's LU: the same solution to rounding."""
-    if solver == "pardiso":
-        return pardiso.CholeskyFactor(system.indptr, system.indices, system.data)
+def _factorise(system: _System) -> _SuperLU:
     return _SuperLU(system)
 
 
@@ -238,16 +213,13 @@ class _Factorisations:
     later photo reuses its factors: one solve instead of a factorisation plus a solve.
     """
 
-    def __init__(self, keep: int = 32, remember: int = 4096, solver: str | None = None) -> None:
-        if solver is not None and solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {SOLVERS}, not {solver!r}")
+    def __init__(self, keep: int = 32, remember: int = 4096) -> None:
         self.keep, self.remember = keep, remember
-        self.solver = solver  # None: default_solver(), decided at the first factorisation
         self.seen: OrderedDict[bytes, None] = OrderedDict()
-        self.factors: OrderedDict[bytes, tuple[_Solver, _System]] = OrderedDict()
+        self.factors: OrderedDict[bytes, tuple[_SuperLU, _System]] = OrderedDict()
         self.lock = threading.Lock()
 
-    def get(self, mask: np.ndarray, key: bytes) -> tuple[_Solver, _System]:
+    def get(self, mask: np.ndarray, key: bytes) -> tuple[_SuperLU, _System]:
         with self.lock:
             if key in self.factors:
                 self.factors.move_to_end(key)
@@ -258,7 +230,7 @@ class _Factorisations:
             while len(self.seen) > self.remember:
                 self.seen.popitem(last=False)
         system = _linear_system(mask)
-        entry = (_factorise(system, self.solver or default_solver()), system)
+        entry = (_factorise(system), system)
         if again:
             with self.lock:
                 self.factors[key] = entry

@@ -23,9 +23,12 @@ from ..data import ValPhoto
 from ..images import load_image
 from ..methods import CAM_METHODS, compute_methods
 from ..models import ModelSpec
-from ..viz import heatmap_on_photo, resize_heatmap
-from . import faithfulness, localisation, road, stats
+from ..viz import resize_heatmap
+from . import faithfulness, road, stats
+from .run_faithfulness import score_maps
+from .run_localisation import BoxTargets
 from .sanity import rank_correlation
+from .shared import spread_positions
 
 MEASURES = ("energy", "pointing", "insertion_auc", "deletion_auc", "road_gap", "sanity_final_abs_spearman")
 # higher is better for every measure but these (deletion: the class should vanish fast; sanity: the
@@ -74,54 +77,63 @@ def evaluate_variants(
     if "gradcam" not in names:
         raise ValueError("the comparison pairs every variant with Grad-CAM: include 'gradcam'")
     # the channels-last copies give the same maps and scores, faster on CPU (Score-CAM's masked passes)
-    scorer = faithfulness.channels_last_copy(model)
-    random_scorer = faithfulness.channels_last_copy(randomised)
+    scorers = (faithfulness.channels_last_copy(model), faithfulness.channels_last_copy(randomised))
     n = len(photos)
-    with_score_cam = set(np.unique(np.round(np.linspace(0, n - 1, min(score_cam_photos, n))).astype(int)).tolist())
+    with_score_cam = set(spread_positions(n, min(score_cam_photos, n))) if n and score_cam_photos > 0 else set()
     scores = {name: {m: np.full(n, np.nan) for m in MEASURES} for name in names}
     same = dict.fromkeys(names, True)
     for row, photo in enumerate(photos):
-        image = load_image(photo.path)
-        x = spec.preprocess(image)
-        size = (x.shape[-2], x.shape[-1])
         used = [v for v in names if v != "scorecam" or row in with_score_cam]
-        trained = compute_methods(scorer, layer, x, photo.class_index, used)
-        random = compute_methods(random_scorer, layer, x, photo.class_index, used)
-        small = {v: trained[v].normalized()[0, 0].numpy() for v in used}
-        equal = {v: bool(np.abs(small[v] - small["gradcam"]).max() <= 1e-6) for v in used}
-        for v in used:
-            same[v] &= equal[v]
-        # perturbation scores once per distinct map: a variant equal to Grad-CAM here reuses its scores
-        distinct = [v for v in used if v == "gradcam" or not equal[v]]
-        pixel_box = spec.pixel_box(image.size)
-        inside = localisation.box_mask(image.size, photo.original_size, photo.boxes)
-        near = localisation.box_mask(image.size, photo.original_size, photo.boxes, localisation.TOLERANCE)
-        maps = {v: torch.from_numpy(resize_heatmap(small[v], size)) for v in used}
-        scored = [maps[v] for v in distinct]
-        ranks = [faithfulness.saliency_rank(m, seed) for m in scored]
-        curves = faithfulness.perturbation_curves(
-            scorer, x[0], scored, photo.class_index, steps=steps, seed=seed, ranks=ranks
-        )
-        gaps = road.road_gap(
-            road.road_scores(scorer, x[0], scored, photo.class_index, road_percentages, seed=seed, ranks=ranks)
-        )
+        photo_scores, equal = _score_photo(scorers, spec, photo, layer, used, steps, road_percentages, seed)
         for variant in used:
-            index = distinct.index(variant) if variant in distinct else 0  # 0: Grad-CAM's own scores
-            placed = heatmap_on_photo(small[variant], image.size, pixel_box)
-            randomised_map = resize_heatmap(random[variant].normalized()[0, 0], size)
-            row_scores = {
-                "energy": localisation.energy(placed, inside),
-                "pointing": float(localisation.pointing_hit(placed, near)),
-                "insertion_auc": float(curves.insertion_auc[index]),
-                "deletion_auc": float(curves.deletion_auc[index]),
-                "road_gap": float(gaps[index]),
-                "sanity_final_abs_spearman": abs(rank_correlation(maps[variant].numpy(), randomised_map)),
-            }
-            for measure, value in row_scores.items():
+            same[variant] &= equal[variant]
+            for measure, value in photo_scores[variant].items():
                 scores[variant][measure][row] = value
         if progress is not None:
             progress(1)
     return VariantScores(tuple(names), layer, scores, same)
+
+
+def _score_photo(
+    scorers: tuple[nn.Module, nn.Module],
+    spec: ModelSpec,
+    photo: ValPhoto,
+    layer: str,
+    used: Sequence[str],
+    steps: int,
+    road_percentages: Sequence[float],
+    seed: int,
+) -> tuple[dict[str, dict[str, float]], dict[str, bool]]:
+    """One photo's :data:`MEASURES` per variant in ``used``, and whether each variant's map was
+    Grad-CAM's; scored through the report's own per-photo paths (:class:`~.run_localisation.BoxTargets`,
+    :func:`~.run_faithfulness.score_maps`)."""
+    image = load_image(photo.path)
+    x = spec.preprocess(image)
+    size = (x.shape[-2], x.shape[-1])
+    trained = compute_methods(scorers[0], layer, x, photo.class_index, used)
+    random = compute_methods(scorers[1], layer, x, photo.class_index, used)
+    small = {v: trained[v].normalized()[0, 0].numpy() for v in used}
+    equal = {v: bool(np.abs(small[v] - small["gradcam"]).max() <= 1e-6) for v in used}
+    # perturbation scores once per distinct map: a variant equal to Grad-CAM here reuses its scores
+    distinct = [v for v in used if v == "gradcam" or not equal[v]]
+    maps = {v: torch.from_numpy(resize_heatmap(small[v], size)) for v in used}
+    scored = score_maps(scorers[0], x, [maps[v] for v in distinct], photo.class_index, steps, seed, road_percentages)
+    gaps = road.road_gap(scored.road) if scored.road is not None else np.full(len(distinct), np.nan)
+    targets = BoxTargets.of(photo, image.size, spec)
+    out = {}
+    for variant in used:
+        index = distinct.index(variant) if variant in distinct else 0  # 0: Grad-CAM's own scores
+        energy, pointing = targets.score(small[variant])
+        randomised_map = resize_heatmap(random[variant].normalized()[0, 0], size)
+        out[variant] = {
+            "energy": energy,
+            "pointing": pointing,
+            "insertion_auc": float(scored.curves.insertion_auc[index]),
+            "deletion_auc": float(scored.curves.deletion_auc[index]),
+            "road_gap": float(gaps[index]),
+            "sanity_final_abs_spearman": abs(rank_correlation(maps[variant].numpy(), randomised_map)),
+        }
+    return out, equal
 
 
 def summarise_variants(
