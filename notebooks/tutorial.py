@@ -454,7 +454,7 @@ print(f"  the post's class: {post_passes}; GradCAM: {(len(forward_passes), len(b
 # %% [markdown]
 # `GradCAM` runs the network once with autograd switched off until the layer's hook fires, records
 # only the rest of the network (the head), and walks back through that head once per class, never
-# through the whole network. `make bench` times both approaches; the README has the numbers.
+# through the whole network. `make bench` times both approaches; `docs/measurements.md` has the numbers.
 #
 # **4. Dividing by the maximum gives NaN on an all-zero map.** When every position's weighted sum is
 # negative, the ReLU leaves only zeros and `cam / cam.max()` is `0 / 0`. Here are the classes whose

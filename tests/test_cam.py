@@ -1,7 +1,9 @@
-"""The one-pass GradCAM's contract: same maps however they are asked for, and a model left untouched.
+"""GradCAM (cam.py): the maps follow Selvaraju et al.'s formula, whatever form the classes are asked in,
+and the caller's model is left untouched.
 
-Most tests use a random-weight ResNet-18 on 64x64 inputs: the properties are about bookkeeping, not
-about what the network has learned, and small inputs keep the file fast.
+The formula is worked out with plain torch hooks on small models (``grad_cam_by_hand``); the
+bookkeeping properties use a random-weight ResNet-18 on 64x64 inputs, since they are about
+bookkeeping, not about what the network has learned. Refusals are checked word for word.
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from hypothesis import strategies as st
 from torch import nn
 
 from conftest import left_as_found, train_mode_with_batchnorm
-from gradcam_tutorial import GradCAM, LayerError, TargetError, explain, normalize_maps
+from gradcam_tutorial import (
+    GradCAM,
+    LayerError,
+    ModelError,
+    TargetError,
+    normalize_maps,
+    resolve_layer,
+)
+from test_layers import _WithTupleOutput
 
 NINE_CLASSES = [1, 7, 285, 340, 409, 530, 667, 817, 965]
 
@@ -86,6 +96,7 @@ def test_a_flat_list_means_the_same_for_a_batch_of_one(resnet, images):
             cam.compute(one, torch.tensor([5, 6]))
 
 
+@pytest.mark.slow
 def test_default_target_is_each_images_top_class(effnet, grid):
     """Real weights on the four demo photos, so the images really have different top classes."""
     model, spec = effnet
@@ -174,6 +185,7 @@ def test_in_place_relu_module_after_the_layer_does_not_corrupt_the_map():
     assert_maps_close(maps, expected_maps)
 
 
+@pytest.mark.slow
 def test_in_place_functional_relu_after_densenet_features():
     """DenseNet applies ``F.relu(inplace=True)`` to ``features.norm5`` then pools into the classifier,
     so d y_c / d A_k[i, j] = W[c, k] [A_k[i, j] > 0] / (H W) exactly; the map must use that gradient
@@ -251,6 +263,10 @@ def test_constructing_twice_never_stacks_hooks(resnet, images):
 
 
 def test_target_layer_as_module_or_dotted_name(resnet, images):
+    """A dotted name and the module itself pick the same layer, resolved to the same name and maps."""
+    assert resolve_layer(resnet, "layer4.1.conv2") == ("layer4.1.conv2", resnet.layer4[1].conv2)
+    name, module = resolve_layer(resnet, resnet.layer3)
+    assert name == "layer3" and module is resnet.layer3
     by_name = GradCAM(resnet, "layer4.1.conv2")
     by_module = GradCAM(resnet, resnet.layer4[1].conv2)
     assert by_name.layer is by_module.layer is resnet.layer4[1].conv2
@@ -258,29 +274,6 @@ def test_target_layer_as_module_or_dotted_name(resnet, images):
     torch.testing.assert_close(by_name.compute(images).maps, by_module.compute(images).maps)
     with pytest.raises(LayerError, match="did you mean"):
         GradCAM(resnet, "layer4.1.conv3")
-
-
-def test_closed_gradcam_refuses_to_run(resnet, images):
-    with GradCAM(resnet, "layer3") as cam:
-        pass
-    with pytest.raises(RuntimeError, match="closed"):
-        cam.compute(images)
-
-
-def test_normalize_maps_special_cases():
-    maps = torch.stack(
-        [
-            torch.zeros(4, 4),  # all zero: what ReLU leaves of an all-negative map
-            torch.full((4, 4), 3.0),  # flat
-            1.0 + 1e-9 * torch.arange(16.0).reshape(4, 4),  # float noise on a flat map
-            torch.arange(16.0).reshape(4, 4),
-        ]
-    )
-    out = normalize_maps(maps)
-    assert torch.isfinite(out).all()
-    assert (out[:3] == 0).all()
-    assert out[3].min() == 0 and out[3].max() == 1
-    torch.testing.assert_close(out[3], maps[3] / 15)
 
 
 @settings(max_examples=60, deadline=None)
@@ -390,16 +383,335 @@ def test_a_new_gradcam_does_not_inherit_another_ones_history():
         assert_maps_close(other.compute(x, 3).maps, maps)
 
 
-def test_explain_reuses_one_gradcam_and_refuses_a_mismatched_one(effnet, grid, resnet):
-    model, spec = effnet
-    image, _ = grid
-    alone = explain(image, model, spec, classes=["espresso", 285])
-    with GradCAM(model, spec.target_layer) as cam:
-        reused = [explain(image, model, spec, classes=["espresso", 285], cam=cam) for _ in range(2)]
-        with pytest.raises(ValueError, match="another model"):
-            explain(image, resnet, spec, cam=cam)
-        with pytest.raises(ValueError, match="not the requested '_conv_head'"):
-            explain(image, model, spec, layer="_conv_head", cam=cam)
-    for again in reused:
-        assert again.class_indices == alone.class_indices and again.layer == alone.layer
-        np.testing.assert_allclose(again.small_heatmaps, alone.small_heatmaps, atol=1e-6)
+# ---------------------------------------------------------------- Grad-CAM
+
+
+class _Tiny(nn.Module):
+    """Stem, a strided block (the explained layer), ReLU, global average pool and a 4-class head."""
+
+    def __init__(self, classes: int = 4) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 6, 3, padding=1)
+        self.block = nn.Conv2d(6, 5, 3, stride=2, padding=1)
+        self.act = nn.ReLU()
+        self.head = nn.Linear(5, classes)
+        self.unused = nn.Conv2d(3, 3, 1)  # registered, never called
+        self.side = nn.Conv2d(6, 2, 1)  # called, but the output ignores it
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem(x))
+        self.side(x)
+        return self.head(self.act(self.block(x)).mean(dim=(2, 3)))
+
+
+@pytest.fixture(scope="module")
+def tiny() -> nn.Module:
+    torch.manual_seed(3)
+    return _Tiny().eval()
+
+
+@pytest.fixture(scope="module")
+def batch() -> torch.Tensor:
+    torch.manual_seed(4)
+    return torch.randn(2, 3, 8, 8)
+
+
+def grad_cam_by_hand(model: nn.Module, layer: nn.Module, x: torch.Tensor, classes: list[list[int]]) -> torch.Tensor:
+    """Selvaraju et al.: ReLU(sum_k w_k A_k), w_k the spatial mean of d logit_c / d A_k; plain hooks."""
+    kept: list[torch.Tensor] = []
+    handle = layer.register_forward_hook(lambda _m, _i, out: kept.append(out))
+    try:
+        logits = model(x)
+    finally:
+        handle.remove()
+    (activation,) = kept
+    maps = torch.zeros(x.shape[0], len(classes[0]), *activation.shape[2:])
+    for b, row in enumerate(classes):
+        for k, c in enumerate(row):
+            (grad,) = torch.autograd.grad(logits[b, c], activation, retain_graph=True)
+            weights = grad[b].mean(dim=(1, 2))
+            maps[b, k] = torch.relu((weights[:, None, None] * activation[b]).sum(dim=0)).detach()
+    return maps
+
+
+def test_maps_scores_and_classes_follow_the_grad_cam_formula(tiny, batch):
+    classes = [[1, 3], [2, 0]]
+    expected = grad_cam_by_hand(tiny, tiny.block, batch, classes)
+    with torch.no_grad():
+        logits = tiny(batch)
+    assert (expected > 0).any() and (expected == 0).any(), "the ReLU must matter for the test to mean something"
+    with GradCAM(tiny, "block") as cam:
+        result = cam.compute(batch, classes)
+    assert result.maps.shape == (2, 2, 4, 4) and result.maps.dtype == torch.float32
+    torch.testing.assert_close(result.maps, expected, rtol=1e-5, atol=1e-6)
+    assert result.class_indices.tolist() == classes
+    torch.testing.assert_close(result.logits, logits)
+    torch.testing.assert_close(result.probabilities, torch.softmax(logits, dim=1).gather(1, torch.tensor(classes)))
+    low = expected.amin(dim=(2, 3), keepdim=True)
+    high = expected.amax(dim=(2, 3), keepdim=True)
+    torch.testing.assert_close(result.normalized(), (expected - low) / (high - low), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("targets", "rows"),
+    [
+        (None, "top"),
+        (2, [[2], [2]]),
+        (np.int64(2), [[2], [2]]),
+        ([1, 3], [[1], [3]]),
+        ((1, 3), [[1], [3]]),
+        (torch.tensor([1, 3]), [[1], [3]]),
+        (torch.tensor([[1, 2], [3, 0]]), [[1, 2], [3, 0]]),
+        ([[1, 2], (3, 0)], [[1, 2], [3, 0]]),
+    ],
+)
+def test_every_accepted_target_form_names_the_classes_it_means(tiny, batch, targets, rows):
+    if rows == "top":
+        with torch.no_grad():
+            rows = tiny(batch).argmax(dim=1, keepdim=True).tolist()
+    with GradCAM(tiny, "block") as cam:
+        result = cam.compute(batch, targets)
+    assert result.class_indices.tolist() == rows
+    torch.testing.assert_close(result.maps, grad_cam_by_hand(tiny, tiny.block, batch, rows), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("targets", "size", "message"),
+    [
+        ([1], 2, "targets [1] do not fit a batch of 2"),
+        ([], 2, "targets [] do not fit a batch of 2"),
+        ([[1, 2], [3]], 2, "targets [[1, 2], [3]] do not fit a batch of 2"),
+        ([[], []], 2, "targets [[], []] do not fit a batch of 2"),
+        ("ab", 2, "targets 'ab' do not fit a batch of 2"),
+        (True, 2, "targets True do not fit a batch of 2"),
+        (torch.zeros(1, 1, 1, dtype=torch.long), 1, "do not fit a batch of 1; for several classes of one image"),
+        ([1, 2], 1, "targets [1, 2] do not fit a batch of 1; for several classes of one image, nest them: [[a, b]]"),
+        ([1.5, 2], 2, "class index must be an integer, not 1.5"),
+        ([[True], [1]], 2, "class index must be an integer, not True"),
+        (4, 2, "class index 4 is out of range 0..3"),
+        ([0, -1], 2, "class index -1 is out of range 0..3"),
+    ],
+)
+def test_targets_that_do_not_fit_are_refused_with_the_reason(tiny, batch, targets, size, message):
+    with GradCAM(tiny, "block") as cam, pytest.raises(TargetError) as caught:
+        cam.compute(batch[:size], targets)
+    if message.startswith("do not fit"):
+        assert message in str(caught.value)
+    else:
+        assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("given", "error", "message"),
+    [
+        ("photo.png", TypeError, "input must be a torch.Tensor, not str"),
+        (torch.zeros(3, 8), ValueError, "input must be (C, H, W) or (B, C, H, W); got shape (3, 8)"),
+        (torch.full((1, 3, 8, 8), float("nan")), ValueError, "input contains NaN or infinite values"),
+        (torch.full((1, 3, 8, 8), float("inf")), ValueError, "input contains NaN or infinite values"),
+    ],
+)
+def test_inputs_that_are_not_images_are_refused_with_the_reason(tiny, given, error, message):
+    with GradCAM(tiny, "block") as cam, pytest.raises(error) as caught:
+        cam.compute(given)
+    assert str(caught.value) == message
+
+
+def test_one_image_may_come_unbatched_and_in_double_precision(tiny, batch):
+    expected = grad_cam_by_hand(tiny, tiny.block, batch[1:], [[2]])
+    with GradCAM(tiny, "block") as cam:
+        result = cam.compute(batch[1].double(), 2)
+    torch.testing.assert_close(result.maps, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("layer", "message"),
+    [
+        ("unused", "layer 'unused' did not run during the forward pass"),
+        ("side", "the model's output does not depend on layer 'side'"),
+        ("head", "layer 'head' has no spatial output (shape (1, 4)); choose a convolutional layer or block"),
+    ],
+)
+def test_a_layer_grad_cam_cannot_use_is_refused_with_the_reason(tiny, batch, layer, message):
+    with GradCAM(tiny, layer) as cam, pytest.raises(LayerError) as caught:
+        cam.compute(batch[:1])
+    assert str(caught.value) == message
+
+
+def test_a_layer_returning_a_tuple_is_refused_with_the_reason():
+    with GradCAM(_WithTupleOutput(), "pair") as cam, pytest.raises(LayerError) as caught:
+        cam.compute(torch.zeros(1, 3, 8, 8))
+    assert str(caught.value) == "layer 'pair' returns tuple, not a tensor"
+
+
+def test_compute_heatmap_gives_one_images_normalised_maps_with_plain_python_numbers(tiny, batch):
+    x = batch[:1]
+    raw = grad_cam_by_hand(tiny, tiny.block, x, [[1, 3]])[0]
+    normalised = (raw - raw.amin(dim=(1, 2), keepdim=True)) / (raw.amax(dim=(1, 2)) - raw.amin(dim=(1, 2)))[
+        :, None, None
+    ]
+    with torch.no_grad():
+        probabilities = torch.softmax(tiny(x), dim=1)[0]
+    with GradCAM(tiny, "block") as cam:
+        heatmap, index, probability = cam.compute_heatmap(x, 3)
+        unscaled, _, _ = cam.compute_heatmap(x, np.int64(3), normalize=False)
+        stack, indices, stack_probabilities = cam.compute_heatmap(x, [1, 3])
+        top, top_index, _ = cam.compute_heatmap(x)
+        with pytest.raises(TargetError) as boolean:
+            cam.compute_heatmap(x, True)
+        with pytest.raises(ValueError) as batched:
+            cam.compute_heatmap(batch)
+    assert type(heatmap) is np.ndarray and heatmap.dtype == np.float32 and heatmap.shape == (4, 4)
+    np.testing.assert_allclose(heatmap, normalised[1].numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(unscaled, raw[1].numpy(), rtol=1e-5, atol=1e-6)
+    assert type(index) is int and index == 3
+    assert type(probability) is float and probability == pytest.approx(float(probabilities[3]), rel=1e-6)
+    assert stack.dtype == np.float32 and stack.shape == (2, 4, 4)
+    np.testing.assert_allclose(stack, normalised.numpy(), rtol=1e-5, atol=1e-6)
+    assert indices == [1, 3] and all(type(p) is float for p in stack_probabilities)
+    assert stack_probabilities == pytest.approx([float(probabilities[1]), float(probabilities[3])], rel=1e-6)
+    assert top_index == int(probabilities.argmax())
+    assert top.shape == (4, 4)
+    assert str(boolean.value) == "class index must be an integer, not True"
+    assert str(batched.value) == "compute_heatmap explains one image; got a batch of 2, use compute()"
+
+
+def test_a_closed_gradcam_says_so(tiny, batch):
+    with GradCAM(tiny, "block") as cam:
+        pass
+    with pytest.raises(RuntimeError) as caught:
+        cam.compute(batch)
+    assert str(caught.value) == "this GradCAM was closed; create a new one"
+
+
+def test_weights_made_under_inference_mode_get_one_clear_error(batch):
+    with torch.inference_mode():
+        model = _Tiny().eval()
+    with GradCAM(model, "block") as cam, pytest.raises(ModelError) as caught:
+        cam.compute(batch)
+    assert str(caught.value) == (
+        "the model's weights were created under torch.inference_mode(), and autograd cannot use "
+        "them for Grad-CAM's gradient; create or load the model outside inference_mode"
+    )
+
+
+# ---------------------------------------------------------------- Grad-CAM: edge cases of the contract
+
+
+def test_normalize_maps_scales_each_map_from_its_own_minimum_to_its_maximum():
+    maps = torch.tensor([[[2.0, 4.0], [6.0, 3.0]], [[-1.0, 1.0], [0.0, 3.0]]])
+    expected = torch.tensor([[[0.0, 0.5], [1.0, 0.25]], [[0.0, 0.5], [0.25, 1.0]]])
+    torch.testing.assert_close(normalize_maps(maps), expected)
+    torch.testing.assert_close(normalize_maps(maps[0]), expected[0])  # a single (h, w) map too
+    # float noise on a flat map: a span of 3 float32 steps at 10000 is 3e-7 of the peak, below 1e-6
+    noise = 10000.0 + 2.0**-10 * torch.tensor([[0.0, 1.0], [2.0, 3.0]])
+    assert noise.max() > noise.min()
+    assert (normalize_maps(noise) == 0).all()
+    # all zero (what ReLU leaves of an all-negative map) and flat maps in a stack: zeros, never NaN,
+    # and the other maps of the stack are scaled as if alone
+    stack = torch.stack([torch.zeros(2, 2), torch.full((2, 2), 3.0), maps[0]])
+    out = normalize_maps(stack)
+    assert torch.isfinite(out).all() and (out[:2] == 0).all()
+    torch.testing.assert_close(out[2], expected[0])
+
+
+def test_normalize_maps_treats_a_span_of_exactly_rel_eps_of_the_peak_as_flat():
+    at_the_floor = torch.tensor([[0.5, 1.0], [0.75, 1.0]])  # span 0.5 = 0.5 * peak, exactly
+    assert (normalize_maps(at_the_floor, rel_eps=0.5) == 0).all()
+    torch.testing.assert_close(normalize_maps(at_the_floor, rel_eps=0.49), torch.tensor([[0.0, 1.0], [0.5, 1.0]]))
+
+
+@pytest.mark.parametrize("rel_eps", [1e-6, 0.0, -0.5])
+def test_a_flat_map_becomes_zeros_never_nan_whatever_the_noise_floor(rel_eps):
+    out = normalize_maps(torch.full((1, 2, 3, 3), 7.0), rel_eps=rel_eps)
+    assert (out == 0).all()
+
+
+def test_a_model_without_parameters_is_explained(batch):
+    model = nn.Sequential(nn.AvgPool2d(2), nn.Flatten())  # 3 x 4 x 4 cells of an 8 x 8 input: 48 "classes"
+    with GradCAM(model, "0") as cam:
+        result = cam.compute(batch, [[5], [40]])
+    by_hand = grad_cam_by_hand(model, model[0], batch.clone().requires_grad_(True), [[5], [40]])  # no weights: a graph
+    torch.testing.assert_close(result.maps, by_hand)
+
+
+def test_the_batch_goes_to_the_models_device_and_every_result_stays_there():
+    """Shown with the meta device, which every machine has: the model there, the batch on the CPU."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    model = nn.Sequential(*model, nn.Linear(4, 3)).to("meta").eval()
+    seen: list[torch.device] = []
+    model.register_forward_pre_hook(lambda _m, inputs: seen.append(inputs[0].device))
+    with GradCAM(model, "0") as cam:
+        result = cam.compute(torch.zeros(2, 3, 8, 8), [1, 2])
+    meta = torch.device("meta")
+    assert seen == [meta]
+    assert result.maps.shape == (2, 1, 8, 8)
+    assert [t.device for t in (result.maps, result.class_indices, result.probabilities, result.logits)] == [meta] * 4
+
+
+def test_a_batch_is_handed_to_the_model_without_a_copy(tiny, batch):
+    seen: list[int] = []
+    handle = tiny.register_forward_pre_hook(lambda _m, inputs: seen.append(inputs[0].data_ptr()))
+    try:
+        with GradCAM(tiny, "block") as cam:
+            cam.compute(batch, 1)
+    finally:
+        handle.remove()
+    assert seen == [batch.data_ptr()]
+
+
+class _NormalisesInPlace(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sub_(0.5).mul_(2.0)
+
+
+def test_a_batch_made_under_inference_mode_is_explained_by_a_model_that_works_in_place():
+    torch.manual_seed(6)
+    model = nn.Sequential(_NormalisesInPlace(), _Tiny()).eval()
+    with torch.inference_mode():
+        x = torch.rand(1, 3, 8, 8)
+    with GradCAM(model, "1.block") as cam:
+        result = cam.compute(x, 2)
+    expected = grad_cam_by_hand(model, model[1].block, x.clone(), [[2]])
+    torch.testing.assert_close(result.maps, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_one_cell_map_is_refused_and_a_one_by_two_map_is_explained(batch):
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d((1, 2)), nn.AdaptiveAvgPool2d(1))
+    model = nn.Sequential(*model, nn.Flatten(), nn.Linear(4, 3)).eval()
+    with GradCAM(model, "2") as cam, pytest.raises(LayerError) as caught:
+        cam.compute(batch[:1])
+    assert str(caught.value) == (
+        "layer '2' has no spatial output (shape (1, 4, 1, 1)); choose a convolutional layer or block"
+    )
+    with GradCAM(model, "1") as cam:
+        maps = cam.compute(batch, [0, 2]).maps
+    assert maps.shape == (2, 1, 1, 2)
+    torch.testing.assert_close(maps, grad_cam_by_hand(model, model[1], batch, [[0], [2]]), rtol=1e-5, atol=1e-6)
+
+
+def test_numpy_integers_of_any_width_are_class_indices(tiny, batch):
+    rows = [[np.int32(1)], [np.int32(3)]]
+    with GradCAM(tiny, "block") as cam:
+        result = cam.compute(batch, rows)
+    assert result.class_indices.tolist() == [[1], [3]] and result.class_indices.dtype == torch.int64
+    torch.testing.assert_close(result.maps, grad_cam_by_hand(tiny, tiny.block, batch, [[1], [3]]))
+
+
+def test_a_shared_layer_that_runs_fewer_times_than_last_call_still_explains_the_asked_class(batch):
+    torch.manual_seed(8)
+    model = _SharedActivation().eval()  # the activation runs twice per forward
+    with torch.no_grad():
+        top = model(batch).argmax(dim=1)
+    wanted = [[int(c + 1) % 5] for c in top]  # never the top class
+    with GradCAM(model, "act") as cam:
+        cam.compute(batch, wanted)  # learns: two calls per forward
+        model.calls = 1
+        result = cam.compute(batch, wanted)
+    assert result.class_indices.tolist() == wanted
+    kept: list[torch.Tensor] = []
+    handle = model.act.register_forward_hook(lambda _m, _i, out: kept.append(out))
+    model(batch)
+    handle.remove()
+    assert len(kept) == 1
+    torch.testing.assert_close(result.maps, grad_cam_by_hand(model, model.act, batch, wanted), rtol=1e-5, atol=1e-6)

@@ -1,7 +1,8 @@
-"""GitHub issue 6, downloads and weights: nothing bad is ever used, and every failure says what to do.
+"""Downloads and cached files (data.py), and the weights files they bring: a local server, never the web.
 
-No test touches the internet. "Offline" is a URL on a closed loopback port; real downloads come from
-a tiny HTTP server on 127.0.0.1 that can also misbehave (cut the body short, serve the wrong bytes).
+A download that fails, is interrupted or brings the wrong bytes leaves nothing that passes later;
+a cached or mirrored copy with the wrong hash is replaced or refused; a weights file that would run
+code is refused.
 """
 
 from __future__ import annotations

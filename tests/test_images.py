@@ -1,31 +1,31 @@
-"""What a user gets for each kind of picture file and each way of naming a class.
+"""Loading pictures (images.py): every hard input a user can feed the tutorial.
 
-``load_image`` must give the 8-bit RGB pixels an image viewer shows, whatever the file holds, and
-refuse anything else with one message that names the file and the reason. Every expected array
-here is computed in the test with numpy or Pillow from the pixels written to the file (grey levels
-rescaled from the format's full scale, transparency composited on white, EXIF orientations as the
-EXIF 2.3 table defines them, pictures above the pixel limit shrunk with Pillow's bilinear filter),
-and every message is written out in full. For classes, ``resolve_class`` is checked against the two
-ImageNet name lists themselves: torchvision's categories and the original post's JSON in the mirror.
+Images are generated here with Pillow, OpenCV or hand-written bytes; nothing comes from the web. A
+file that is not a picture stops with one ImageError naming the problem (Pillow's own words where it
+has them); an odd-but-valid one loads as the RGB picture a viewer shows; a large one is shrunk, in
+bounded memory, and a huge one refused.
 """
 
 from __future__ import annotations
 
-import difflib
+import io
 import json
 import math
 import os
 import re
 import socket
 import struct
+import subprocess
 import sys
 import warnings
+import zlib
 from pathlib import Path
 
+import cv2
 import matplotlib.cbook
 import numpy as np
 import pytest
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, ImageOps
 from skimage import data as skdata
 
 from gradcam_tutorial import images
@@ -34,12 +34,281 @@ from gradcam_tutorial.classes import (
     ESPRESSO,
     MILITARY_UNIFORM,
     MOPED,
-    ClassNameError,
     imagenet_categories,
-    post_categories,
-    resolve_class,
 )
-from gradcam_tutorial.images import ImageError, demo_grid, load_image, restore_aspect, to_rgb
+from gradcam_tutorial.images import MAX_PIXELS, ImageError, demo_grid, load_image, restore_aspect, to_rgb
+
+ORIENTATION = 0x0112
+
+
+def _noise_picture(width: int, height: int, seed: int = 0) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def _encoded(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def write_bilevel_png(path: Path, width: int, height: int) -> None:
+    """A valid all-white 1-bit PNG of any size, written row by row so memory stays tiny."""
+    write_grey_png(path, width, height, depth=1, value=1)
+
+
+def write_grey_png(path: Path, width: int, height: int, depth: int, value: int) -> None:
+    """A valid flat grey PNG (1, 8 or 16 bits per pixel) of any size, written row by row."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    if depth == 1:
+        pixels = (b"\xff" if value else b"\x00") * ((width + 7) // 8)
+    else:
+        pixels = value.to_bytes(depth // 8, "big") * width
+    row = b"\x00" + pixels  # filter byte 0, then the pixels
+    compressor = zlib.compressobj(1)
+    with open(path, "wb") as handle:
+        handle.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, 0, 0, 0, 0)))
+        for start in range(0, height, 1024):
+            data = compressor.compress(row * min(1024, height - start))
+            if data:
+                handle.write(chunk(b"IDAT", data))
+        handle.write(chunk(b"IDAT", compressor.flush()) + chunk(b"IEND", b""))
+
+
+# ---------------------------------------------------------------- 1-5: files that are not images
+
+
+def test_01_missing_path(tmp_path):
+    with pytest.raises(ImageError, match="no such file"):
+        load_image(tmp_path / "missing.jpg")
+
+
+def test_02_directory(tmp_path):
+    with pytest.raises(ImageError, match="is a directory"):
+        load_image(tmp_path)
+
+
+def test_03_empty_file(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageError, match="empty"):
+        load_image(tmp_path / "empty.png")
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (b"just some notes, not a picture\n", "text file"),
+        (b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head><body>gone</body></html>", "HTML"),
+    ],
+    ids=["text", "html-error-page"],
+)
+def test_05_text_saved_as_image(tmp_path, content, words):
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(content)
+    with pytest.raises(ImageError, match=words):
+        load_image(path)
+
+
+def test_10_cmyk_jpeg_colours(tmp_path):
+    blocks = [(0, 255, 255, 0), (255, 0, 255, 0), (255, 255, 0, 0), (0, 0, 0, 255), (0, 0, 0, 0)]
+    expected = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (0, 0, 0), (255, 255, 255)]
+    cmyk = np.concatenate([np.full((16, 16, 4), b, np.uint8) for b in blocks], axis=1)
+    Image.fromarray(cmyk, "CMYK").save(tmp_path / "cmyk.jpg", quality=95)
+    assert Image.open(tmp_path / "cmyk.jpg").mode == "CMYK"
+    pixels = np.asarray(load_image(tmp_path / "cmyk.jpg")).astype(int)
+    for n, colour in enumerate(expected):
+        centre = pixels[4:12, 16 * n + 4 : 16 * n + 12]
+        assert np.abs(centre - colour).max() <= 12, (blocks[n], centre.mean(axis=(0, 1)))
+
+
+_PEAK_RSS = """
+import importlib.util, json, sys, warnings
+from pathlib import Path
+
+# images.py alone (numpy + Pillow), without the package's torch import: faster, and a smaller baseline
+spec = importlib.util.spec_from_file_location("images_alone", sys.argv[2])
+images = sys.modules["images_alone"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(images)
+ImageError, load_image = images.ImageError, images.load_image
+
+def peak_mb():  # VmHWM: the highest resident set size since the last reset
+    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM"))
+    return int(line.split()[1]) / 1024
+
+def current_mb():
+    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmRSS"))
+    return int(line.split()[1]) / 1024
+
+Path("/proc/self/clear_refs").write_text("5")  # reset the peak to now: imports do not count
+before = current_mb()
+outcome = {}
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    try:
+        image = load_image(sys.argv[1])
+        outcome["size"] = list(image.size)
+        outcome["mean"] = float(images.np.asarray(image).mean())
+    except ImageError as error:
+        outcome["error"] = str(error)
+outcome["warnings"] = [str(w.message) for w in caught]
+outcome["growth_mb"] = peak_mb() - before
+print(json.dumps(outcome))
+"""
+
+
+def _load_in_subprocess(path: Path) -> dict:
+    """Load in a fresh interpreter so its peak RSS is this load's, and an OOM kill cannot take pytest down."""
+    import gradcam_tutorial.images
+
+    command = [sys.executable, "-c", _PEAK_RSS, str(path), gradcam_tutorial.images.__file__]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_13_huge_image_is_refused_with_small_memory(tmp_path):
+    path = tmp_path / "huge.png"
+    write_bilevel_png(path, 20_000, 20_000)  # 400 megapixels, about 60 kB on disk
+    assert path.stat().st_size < 1_000_000
+    assert Image.MAX_IMAGE_PIXELS is not None  # the decompression-bomb guard is on
+    outcome = _load_in_subprocess(path)
+    print(outcome)
+    assert "too many pixels" in outcome.get("error", ""), outcome
+    assert outcome["growth_mb"] < 100, outcome
+
+
+@pytest.mark.slow
+def test_13b_large_image_is_downscaled_with_a_message(tmp_path):
+    width, height = 9_000, 5_000  # 45 megapixels: over MAX_PIXELS, under Pillow's bomb limit
+    path = tmp_path / "large.png"
+    write_bilevel_png(path, width, height)
+    outcome = _load_in_subprocess(path)
+    print(outcome)
+    assert "error" not in outcome, outcome
+    new_width, new_height = outcome["size"]
+    assert new_width * new_height <= MAX_PIXELS
+    assert abs(new_width / new_height - width / height) < 0.01
+    assert any("downscaled" in w for w in outcome["warnings"]), outcome
+    assert outcome["growth_mb"] < 1200, outcome  # a few copies of the picture, not gigabytes
+
+
+@pytest.mark.slow
+def test_13c_images_between_40_and_179_megapixels_are_downscaled_not_refused(tmp_path):
+    """The README's promise: above Pillow's warning level (89 MP) too, up to its refusal level (179 MP)."""
+    png, jpeg = tmp_path / "100mp.png", tmp_path / "100mp.jpg"
+    write_bilevel_png(png, 10_000, 10_000)
+    ok, encoded = cv2.imencode(".jpg", np.full((10_000, 10_000), 90, dtype=np.uint8))
+    assert ok
+    jpeg.write_bytes(encoded.tobytes())
+    for path, grey in [(png, 255), (jpeg, 90)]:
+        outcome = _load_in_subprocess(path)
+        print(outcome)
+        assert "error" not in outcome, outcome
+        width, height = outcome["size"]
+        assert width == height and MAX_PIXELS * 0.999 < width * height <= MAX_PIXELS
+        assert outcome["warnings"] == [f"{path}: 10000x10000 pixels; downscaled to {width}x{height}"]
+        assert abs(outcome["mean"] - grey) < 1, outcome
+    assert outcome["growth_mb"] < 600, outcome  # a 100 MP greyscale JPEG is 100 MB decoded
+
+
+@pytest.mark.slow
+def test_13d_a_16_bit_81_megapixel_png_loads_in_bounded_memory(tmp_path):
+    """0.7 MB on disk, 162 MB decoded: loading it once cost 3 GB through float64 copies of every pixel."""
+    path = tmp_path / "deep.png"
+    write_grey_png(path, 9_000, 9_000, depth=16, value=0x8080)  # 32896 of 65535: grey 128
+    outcome = _load_in_subprocess(path)
+    print(outcome)
+    assert outcome["size"] == [6324, 6324] and outcome["mean"] == pytest.approx(128, abs=0.01)
+    assert outcome["growth_mb"] < 800, outcome
+
+
+def test_failed_load_leaves_no_open_file(tmp_path):
+    """The error keeps load_image's frame alive; the file must already be closed by then."""
+    import psutil
+
+    path = tmp_path / "truncated.png"
+    data = _encoded(_noise_picture(64, 64), "PNG")
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError) as caught:
+        load_image(path)
+    assert caught.value is not None
+    assert str(path) not in [f.path for f in psutil.Process().open_files()]
+
+
+def test_subprocess_helper_reports_errors_cleanly(tmp_path):
+    """The RSS probe itself must see an ImageError as an outcome, not crash (guards test_13)."""
+    (tmp_path / "bad.png").write_text("nope")
+    assert "text file" in _load_in_subprocess(tmp_path / "bad.png")["error"]
+
+
+# --- damaged files: one clear ImageError, never another exception (issue 14, item 5) ----------------
+
+
+def _damaged_exif_jpeg() -> bytes:
+    """A JPEG with EXIF orientation 6 and ResolutionUnit stored as a RATIONAL instead of a SHORT."""
+    entries = struct.pack("<HHIHH", 0x0112, 3, 1, 6, 0) + struct.pack("<HHII", 0x0128, 5, 1, 8 + 2 + 2 * 12 + 4)
+    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 2) + entries + b"\x00" * 4 + struct.pack("<II", 1, 3)
+    out = io.BytesIO()
+    Image.new("RGB", (32, 16), "red").save(out, "JPEG", exif=b"Exif\x00\x00" + tiff)
+    return out.getvalue()
+
+
+def test_a_damaged_exif_tag_does_not_cost_the_picture_or_its_orientation(tmp_path):
+    path = tmp_path / "rotated.jpg"
+    path.write_bytes(_damaged_exif_jpeg())
+    with Image.open(path) as opened, pytest.raises(struct.error):
+        ImageOps.exif_transpose(opened)  # what Pillow alone does with it
+    assert load_image(path).size == (16, 32), "orientation 6 still turns the 32x16 picture upright"
+
+
+def _samples() -> dict[str, bytes]:
+    """Small real files of every format the CLI takes, multi-frame where the format allows."""
+    base = _noise_picture(48, 32, seed=3)
+    frames = [base, base.rotate(180), base.transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    out = {}
+    for suffix, fmt, extra in (
+        ("gif", "GIF", {"save_all": True, "append_images": frames[1:]}),
+        ("tiff", "TIFF", {"save_all": True, "append_images": frames[1:]}),
+        ("png", "PNG", {}),
+        ("bmp", "BMP", {}),
+        ("webp", "WEBP", {}),
+    ):
+        buffer = io.BytesIO()
+        base.save(buffer, fmt, **extra)
+        out[suffix] = buffer.getvalue()
+    out["jpg"] = _damaged_exif_jpeg()
+    return out
+
+
+def test_fuzzed_files_of_every_format_load_or_raise_image_error(tmp_path):
+    """Seeded truncations and byte flips: load_image returns RGB or raises ImageError, nothing else."""
+    import random
+
+    rng = random.Random(0)
+    other = []
+    for suffix, blob in _samples().items():
+        for trial in range(120):
+            data = bytearray(blob)
+            if trial % 2 == 0:
+                data = data[: rng.randrange(1, len(data))]
+            else:
+                for _ in range(rng.randint(1, 8)):
+                    data[rng.randrange(len(data))] = rng.randrange(256)
+            path = tmp_path / f"fuzz{trial}.{suffix}"
+            path.write_bytes(bytes(data))
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    assert load_image(path).mode == "RGB"
+            except ImageError:
+                pass
+            except Exception as error:
+                other.append(f"{path.name}: {type(error).__name__}: {error}")
+            path.unlink()
+    assert other == []
+
 
 BILINEAR = Image.Resampling.BILINEAR
 BICUBIC = Image.Resampling.BICUBIC
@@ -119,10 +388,12 @@ def test_files_that_are_not_pictures_say_what_they_are(tmp_path, content, reason
     assert _refusal(path) == f"{path}: cannot be read as an image: {reason}"
 
 
-def test_a_truncated_png_is_refused_with_pillows_own_words(tmp_path):
-    path = tmp_path / "cut.png"
-    Image.fromarray(_noise((64, 64, 3))).save(path)
-    path.write_bytes(path.read_bytes()[:3000])
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_a_truncated_file_is_refused_with_pillows_own_words(tmp_path, fmt):
+    path = tmp_path / f"cut.{fmt.lower()}"
+    Image.fromarray(_noise((64, 64, 3))).save(path, fmt)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
     with Image.open(path) as opened, pytest.raises(Exception) as pillow:
         opened.load()
     error = pillow.value
@@ -651,112 +922,3 @@ def test_restore_aspect_gives_the_original_shape_at_the_same_pixel_count():
     for bad in [(0, 5), (5, 0), (-3, -3)]:
         with pytest.raises(ValueError, match=re.escape(f"original size must be positive, not {bad}")):
             restore_aspect(squashed, bad)
-
-
-# ------------------------------------------------------------------ classes
-
-
-@pytest.fixture(scope="module")
-def post_names() -> list[str]:
-    return json.loads((Path(os.environ["GRADCAM_MIRROR"]) / "imagenet_classes.json").read_text())
-
-
-def _refused_class(value, categories=None) -> str:
-    with pytest.raises(ClassNameError) as caught:
-        resolve_class(value, categories)
-    return str(caught.value)
-
-
-def test_the_post_class_list_is_the_mirrored_json(post_names, capsys):
-    assert post_categories() == tuple(post_names)
-    assert capsys.readouterr() == ("", "")
-
-
-def test_the_post_class_list_downloads_quietly(post_names, tmp_path, monkeypatch, capfd):
-    import pooch
-
-    source = Path(os.environ["GRADCAM_MIRROR"]) / "imagenet_classes.json"
-    monkeypatch.setenv("GRADCAM_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("GRADCAM_MIRROR", str(tmp_path / "empty_mirror"))
-
-    def offline_retrieve(url, known_hash, fname, path, progressbar=False):
-        """Stands in for the network: announces itself as pooch does, draws a bar only if asked."""
-        pooch.get_logger().info("Downloading data from '%s' to file '%s'.", url, fname)
-        if progressbar:
-            print(f"{fname}: 100%|##########| 10.5k/10.5k", file=sys.stderr)
-        target = Path(path) / fname
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(source.read_bytes())
-        return str(target)
-
-    monkeypatch.setattr(pooch, "retrieve", offline_retrieve)
-    capfd.readouterr()
-    assert post_categories() == tuple(post_names)
-    assert capfd.readouterr() == ("", "")
-
-
-def test_class_indices_in_any_integer_form_are_checked_against_the_range():
-    assert [resolve_class(v) for v in (0, 999, np.int64(281), "  12 ", "+3", "0")] == [0, 999, 281, 12, 3, 0]
-    assert _refused_class(1000) == "class index 1000 is out of range 0..999"
-    assert _refused_class("-1") == "class index -1 is out of range 0..999"
-    assert _refused_class(3, ("a", "b", "c")) == "class index 3 is out of range 0..2"
-    for text in ("2.5", " 1e3 ", "1E3", ".5", "3.", "-2.0e-1"):
-        assert _refused_class(text) == f"class index {text.strip()!r} is not a whole number"
-    for value in (True, 2.5, None, [1]):
-        assert _refused_class(value) == f"class must be an index or a name, not {value!r}"
-    assert _refused_class("   ") == "class name is empty"
-
-
-def test_class_names_resolve_in_either_wording(post_names):
-    torchvision = imagenet_categories()
-    assert resolve_class("TIGER CAT") == 282
-    assert resolve_class("tabby") == resolve_class("Tabby Cat") == 281  # post's wording
-    assert resolve_class("Egyptian Mau") == post_names.index("Egyptian Mau") == 285
-    assert resolve_class("mau") == 285  # a part of a name only the post uses
-    assert resolve_class("  shepherd ") == torchvision.index("German shepherd")
-    assert resolve_class("cardigan") == 264 == torchvision.index("Cardigan")  # the first of two 'cardigan's
-    assert resolve_class("tiger") == torchvision.index("tiger")  # exact beats partial
-    assert resolve_class("b", ("a", "b")) == 1  # a caller's own names
-    assert resolve_class("ze", ("a", "b", "zebra fish")) == 2
-    assert _refused_class("Egyptian Mau", ("a", "b", "c")) == "no ImageNet class is named 'Egyptian Mau'"
-
-
-def test_without_the_post_json_only_torchvision_wording_resolves(tmp_path, monkeypatch):
-    from gradcam_tutorial import classes
-
-    monkeypatch.setenv("GRADCAM_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("GRADCAM_MIRROR", str(tmp_path / "empty_mirror"))
-    classes._post_categories_if_available.cache_clear()  # forget the mirrored copy read earlier
-    try:
-        assert resolve_class("Egyptian cat") == 285
-        assert (
-            _refused_class("Egyptian Mau") == "no ImageNet class is named 'Egyptian Mau'; did you mean 'egyptian cat'?"
-        )
-    finally:
-        classes._post_categories_if_available.cache_clear()
-
-
-@pytest.mark.parametrize("part", ["cat", "sea", "ball", "dog"])
-def test_a_part_of_several_names_lists_them(post_names, part):
-    torchvision = imagenet_categories()
-    matches = sorted({i for names in (torchvision, post_names) for i, n in enumerate(names) if part in n.lower()})
-    listed = ", ".join(f"{torchvision[i]} {i}" for i in matches[:12])
-    more = f" and {len(matches) - 12} more" if len(matches) > 12 else ""
-    wanted = f"class name {part!r} matches {len(matches)} classes: {listed}{more}; give one exactly"
-    assert _refused_class(part) == wanted
-    if part == "sea":
-        assert len(matches) == 12 and not more
-    if part == "ball":
-        assert more == " and 1 more"
-
-
-@pytest.mark.parametrize("name", ["tabbby", "terier", "zzqqxx"])
-def test_an_unknown_class_name_suggests_up_to_five_close_names(name):
-    lowered = [n.lower() for n in imagenet_categories()]
-    close = difflib.get_close_matches(name, lowered, n=5, cutoff=0.6)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    assert _refused_class(name) == f"no ImageNet class is named {name!r}{hint}"
-    if name == "terier":
-        assert len(difflib.get_close_matches(name, lowered, n=6, cutoff=0.6)) == 6
-    if name == "tabbby":
-        assert close[0] == "tabby"
