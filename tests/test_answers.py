@@ -18,7 +18,6 @@ from gradcam_tutorial.evaluation.answers import (
     sanity_verdicts,
     variant_findings,
 )
-from gradcam_tutorial.evaluation.stats import reading
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "report-full.json"
@@ -31,22 +30,6 @@ def full() -> dict:
 
 def answer(results: dict, number: int) -> str:
     return dict(answers(results))[QUESTIONS[number]]
-
-
-@pytest.mark.parametrize(
-    ("interval", "higher_is_better", "expected"),
-    [
-        ((0.01, 0.05), True, "better"),
-        ((0.01, 0.05), False, "worse"),
-        ((-0.05, -0.01), True, "worse"),
-        ((-0.05, -0.01), False, "better"),
-        ((-0.01, 0.05), True, "same"),
-        ((0.0, 0.05), True, "same"),  # touching 0 is not excluding it
-        ((0.0, 0.0), False, "same"),
-    ],
-)
-def test_reading_says_better_only_where_the_interval_excludes_zero(interval, higher_is_better, expected):
-    assert reading(interval, higher_is_better) == expected
 
 
 def test_comparison_phrase_follows_the_reading():

@@ -24,6 +24,7 @@ def results():
         return bench.run_benchmark(("efficientnet_lite0",), repeats=1, warmup=0, threads=1, input_size=64)
 
 
+@pytest.mark.slow
 def test_every_variant_is_timed_against_the_forward_pass_and_pytorch_grad_cam(results):
     entry = results["efficientnet_lite0"]
     assert list(entry["variants"]) == list(CAM_METHODS)

@@ -34,6 +34,7 @@ def _screenshots_ok(shots: Path, page: str) -> None:
             assert high - low > 50, f"{path} is blank"
 
 
+@pytest.mark.slow
 def test_synthetic_site_passes_in_the_browser_with_screenshots(tmp_path: Path) -> None:
     """Every kind of wide content (write_synthetic's wide_cells) scrolls in its box at desktop and phone width."""
     executed, sources = write_synthetic(tmp_path / "in")
@@ -46,6 +47,7 @@ def test_synthetic_site_passes_in_the_browser_with_screenshots(tmp_path: Path) -
         _screenshots_ok(build / "screenshots", page)
 
 
+@pytest.mark.slow
 def test_browser_check_reports_broken_pages(tmp_path: Path) -> None:
     long_line = "x" * 400
     (tmp_path / "bad.html").write_text(
@@ -72,6 +74,7 @@ def test_browser_check_reports_broken_pages(tmp_path: Path) -> None:
     assert "bad.html: formula not laid out: 12" in problems and not any(": 34" in p for p in problems)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not COMMITTED, reason="no committed notebooks/*.ipynb yet")
 def test_committed_notebooks_pass_in_the_browser(tmp_path: Path) -> None:
     publish.publish(ROOT / "notebooks", ROOT / "notebooks", tmp_path)

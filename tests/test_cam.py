@@ -50,6 +50,7 @@ def assert_maps_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
 
 
+@pytest.mark.slow
 def test_several_classes_in_one_call_equal_one_at_a_time(resnet, images):
     x = images[:1]
     with GradCAM(resnet, "layer3") as cam:
@@ -71,6 +72,7 @@ def test_batch_with_per_image_targets_equals_per_image_calls(resnet, images):
     torch.testing.assert_close(batch.logits, torch.cat([s.logits for s in single]), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_flat_target_list_means_one_class_per_image(resnet, images):
     with GradCAM(resnet, "layer3") as cam:
         flat = cam.compute(images, [5, 6, 7])
@@ -84,6 +86,7 @@ def test_flat_target_list_means_one_class_per_image(resnet, images):
     assert matrix.class_indices.tolist() == [[5, 1], [6, 1], [7, 1]]
 
 
+@pytest.mark.slow
 def test_a_flat_list_means_the_same_for_a_batch_of_one(resnet, images):
     """One class per image whatever the batch size: two classes of one image must be nested."""
     one = images[:1]
@@ -159,6 +162,7 @@ def _hooked_output(model: nn.Module, layer: str, x: torch.Tensor) -> torch.Tenso
     return seen[-1]
 
 
+@pytest.mark.slow
 def test_in_place_relu_module_after_the_layer_does_not_corrupt_the_map():
     """VGG's conv ``features.13`` feeds ReLU(inplace=True); the reference is a copy with it not in place."""
     torch.manual_seed(0)

@@ -449,6 +449,7 @@ def test_interrupted_runs_leave_no_partial_file_and_a_rerun_completes(photos, tm
 # --- files that are not what their names say (issue 14, items 5, 6, 7) ----------------------------
 
 
+@pytest.mark.slow
 def test_a_fifo_named_on_the_command_line_is_refused_at_once(tmp_path):
     pipe = tmp_path / "pipe.jpg"
     os.mkfifo(pipe)
@@ -822,6 +823,7 @@ def test_one_image_shows_no_progress_bar(gradcam, tmp_path):
     assert len(json.loads((tmp_path / "out" / "cup.json").read_text())["top_k"]) == 2
 
 
+@pytest.mark.slow
 def test_long_names_are_cut_with_a_hash_and_clashing_stems_keep_their_extension(gradcam, tmp_path):
     """Files named one by one are all explained; a stem longer than 173 characters becomes its first
     164 characters, a hyphen and the first 8 hex digits of the whole stem's sha256."""
@@ -873,6 +875,7 @@ def test_a_file_of_the_user_at_an_overlay_name_stops_the_run_with_one_line(gradc
     assert mine.read_bytes() == b"my own picture"
 
 
+@pytest.mark.slow
 def test_a_failed_write_leaves_a_claim_that_the_rerun_completes(gradcam, tmp_path, monkeypatch):
     cup = _picture(tmp_path / "cup.png", size=(40, 30))
     out = tmp_path / "out"

@@ -174,6 +174,7 @@ def test_16_unknown_layer_suggests_close_names(effnet):
         explain(Image.new("RGB", (32, 32)), *effnet, layer="_conv_haed")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layer", ["_fc", "_avg_pooling"])
 def test_16b_layer_without_spatial_output(effnet, layer):
     with pytest.raises(LayerError, match="no spatial output"):

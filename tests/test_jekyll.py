@@ -144,6 +144,7 @@ def test_check_links_sees_a_figure_jekyll_lost(tmp_path: Path) -> None:
     assert [p for p in publish.check_links(built) if "synthetic_files/" in p and "no such file" in p]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not COMMITTED, reason="no committed notebooks/*.ipynb yet")
 def test_committed_posts_build_with_every_figure(tmp_path: Path) -> None:
     publish.publish(ROOT / "notebooks", ROOT / "notebooks", tmp_path / "build")

@@ -292,6 +292,7 @@ def run_all(driver, expected_cells: int, screenshot: Path) -> Run:
     return run
 
 
+@pytest.mark.slow
 def test_make_lab_opens_the_tutorial_as_a_notebook_and_runs_it_without_errors(tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
@@ -316,6 +317,7 @@ def test_make_lab_opens_the_tutorial_as_a_notebook_and_runs_it_without_errors(tm
     assert (tmp_path / "lab.png").stat().st_size > 20_000
 
 
+@pytest.mark.slow
 def test_the_run_check_catches_a_failing_cell(tmp_path: Path) -> None:
     notebook = jupytext.read(NOTEBOOKS / "tutorial.py")
     first_code = next(i for i, c in enumerate(notebook.cells) if c.cell_type == "code")
@@ -332,6 +334,7 @@ def test_the_run_check_catches_a_failing_cell(tmp_path: Path) -> None:
     assert f"cell {run.code[-1][0]}: did not run (prompt '[ ]:', execution_count None)" in problems
 
 
+@pytest.mark.slow
 def test_without_the_overrides_tutorial_py_opens_as_text(tmp_path: Path) -> None:
     # The notebook view above comes from notebooks/lab-overrides.json, not from a default.
     assert (

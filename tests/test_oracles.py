@@ -81,11 +81,13 @@ def assert_matches_peers(model: nn.Module, layer: str, x: torch.Tensor, class_id
         assert (normalize_maps(theirs) - normalize_maps(ours)).abs().max().item() <= TOLERANCE, peer
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("arch", "side", "layer", "class_idx"), TORCHVISION_CASES)
 def test_torchvision_models_match_peers(torchvision_models, grid, arch, side, layer, class_idx):
     assert_matches_peers(torchvision_models[arch], layer, grid_input(grid[0], side), class_idx)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("layer", "class_idx"), EFFICIENTNET_CASES)
 def test_efficientnet_lite0_matches_peers(effnet, grid, layer, class_idx):
     """Real weights; ``_swish`` is one module called twice (stem and head): the head call counts."""
@@ -96,6 +98,7 @@ def test_efficientnet_lite0_matches_peers(effnet, grid, layer, class_idx):
     assert_matches_peers(model, layer, x, class_idx)
 
 
+@pytest.mark.slow
 def test_compare_with_peers_reports_every_peer(effnet, grid):
     model, spec = effnet
     x = spec.preprocess(grid[0])
@@ -104,6 +107,7 @@ def test_compare_with_peers_reports_every_peer(effnet, grid):
     assert all(0.0 <= value <= TOLERANCE for value in differences.values()), differences
 
 
+@pytest.mark.slow
 def test_peers_leave_the_model_as_found(torchvision_models, grid):
     model = torchvision_models["resnet18"]
     model.train()
@@ -118,6 +122,7 @@ def test_peers_leave_the_model_as_found(torchvision_models, grid):
         model.eval()
 
 
+@pytest.mark.slow
 def test_in_place_relu_after_the_layer(torchvision_models, grid):
     """VGG's conv ``features.13`` is followed by ReLU(inplace=True), which overwrites its output.
 
@@ -141,6 +146,7 @@ def test_in_place_relu_after_the_layer(torchvision_models, grid):
     assert (our_raw_map(not_in_place, "features.13", x, 285) - ours).abs().max().item() <= TOLERANCE * ours.max().item()
 
 
+@pytest.mark.slow
 def test_gradcam_equals_cam_at_resnet_last_block(torchvision_models, grid):
     """After ``layer4`` ResNet only averages and applies ``fc``, so d y_c / d A_k[i, j] = w_fc[c, k] / (H W)
     everywhere: Grad-CAM weights are the CAM weights scaled by 1/(H W), exactly (Zhou et al. 2016)."""

@@ -75,6 +75,7 @@ def cases(draw):
     )
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 @given(case=cases())
 @example(case=(4096, 1, "RGB", "PNG", 0))
@@ -166,6 +167,7 @@ def off_square_photos(draw):
     return size, (draw(st.integers(0, 6)), draw(st.integers(0, 6)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_name", ["efficientnet_lite0", "resnet18"])
 @settings(max_examples=15, deadline=None, derandomize=True)
 @given(case=off_square_photos())

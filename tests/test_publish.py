@@ -317,6 +317,7 @@ def write_series(folder: Path, names: list[str]) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_any_number_of_notebooks_read_in_order(tmp_path: Path) -> None:
     """Five notebooks run the same day: tutorial, report, then the others by name."""
     names = ["zeta", "report", "alpha", "beta", "tutorial"]
@@ -330,6 +331,7 @@ def test_a_lone_notebook_has_no_previous_or_next(built: Path) -> None:
     assert '<nav class="pager"' not in (built / "site" / "synthetic.html").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not COMMITTED, reason="no committed notebooks/*.ipynb yet")
 def test_committed_notebooks_render_with_working_links(tmp_path: Path) -> None:
     loaded = publish.publish(ROOT / "notebooks", ROOT / "notebooks", tmp_path)

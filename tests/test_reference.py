@@ -198,6 +198,7 @@ print(check("demo", {"value": value}, "demo.json", {"P": 1}, {"value": 1}, ["val
 """
 
 
+@pytest.mark.slow
 def test_diff_tells_a_real_change_from_a_rounding_wobble(tmp_path, monkeypatch, capsys):
     """`notebooks diff` is silent for a change within tolerance and names both kinds of real change."""
     source = tmp_path / "demo.py"

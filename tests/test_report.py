@@ -65,6 +65,7 @@ def produced(tmp_path_factory):
     return code, out, json.loads((out / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 def test_cli_writes_schema(produced):
     code, _out, data = produced
     assert code == 0
@@ -86,6 +87,7 @@ def test_cli_writes_schema(produced):
     assert 0.0 <= data["sanity_mean_abs_spearman"] <= 1.0
 
 
+@pytest.mark.slow
 def test_pointing_game_has_the_three_candidate_layers(produced):
     _, _, data = produced
     spec = __import__("gradcam_tutorial").get_spec("efficientnet_lite0")
@@ -95,6 +97,7 @@ def test_pointing_game_has_the_three_candidate_layers(produced):
     assert data["pointing_game"][spec.target_layer] == 4
 
 
+@pytest.mark.slow
 def test_summary_numbers_agree_with_the_curves(produced):
     _, _, data = produced
     curves = data["mean_curves"]
@@ -112,6 +115,7 @@ def test_summary_numbers_agree_with_the_curves(produced):
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_figures_are_png(produced):
     _, out, _ = produced
     for name in ("curves.png", "auc.png", "sanity.png"):
@@ -126,6 +130,7 @@ def test_figures_draw_from_the_committed_results(tmp_path):
     assert all(p.read_bytes()[:8] == PNG for p in paths)
 
 
+@pytest.mark.slow
 def test_results_have_the_keys_the_issue_lists(produced):
     _, _, data = produced
     spec = __import__("gradcam_tutorial").get_spec("efficientnet_lite0")
@@ -290,6 +295,7 @@ def small_resnet() -> tuple[nn.Module, ModelSpec]:
     return torchvision.models.resnet18(weights=None).eval(), dataclasses.replace(get_spec("resnet18"), input_size=64)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("runner", list(RUNNERS))
 def test_every_report_runner_leaves_the_model_as_found(small_resnet, runner):
     model = train_mode_with_batchnorm(copy.deepcopy(small_resnet[0]))

@@ -408,6 +408,7 @@ def quadrant_map(spec, grid, tile) -> np.ndarray:
     return values
 
 
+@pytest.mark.slow
 @their_numpy_warning
 def test_road_scores_equal_pytorch_grad_cam_on_efficientnet(effnet, grid, monkeypatch):
     from pytorch_grad_cam.metrics import road as their_road
@@ -452,6 +453,7 @@ def test_road_scores_equal_pytorch_grad_cam_on_efficientnet(effnet, grid, monkey
     assert ours["lerf"].mean() > ours["morf"].mean() + 0.1
 
 
+@pytest.mark.slow
 def test_object_quadrant_beats_its_inverse_on_efficientnet(effnet, grid):
     model, spec = effnet
     picture, tiles = grid

@@ -81,6 +81,7 @@ def test_one_curve_figure_for_a_live_summary_and_the_committed_results():
     assert len(road_lines) == 2 * len(full["faithfulness"]["road"]["mean_curves"]["morf"])
 
 
+@pytest.mark.slow
 def test_faithfulness_with_fewer_steps_is_every_other_point_of_more_steps(effnet):
     """Subsampling a 2S-step run gives exactly what an S-step run measures (same pixels removed)."""
     photos = spread(list(imagenet_val()), 2)

@@ -59,6 +59,7 @@ def test_one_sanity_figure_for_a_live_summary_and_the_committed_results():
     assert ax_ssim.get_lines() == []
 
 
+@pytest.mark.slow
 def test_sanity_reference_is_the_similarity_of_neighbouring_photos(effnet):
     """Each photo's map against the next photo's map (the last against the first), per method."""
     model, spec = effnet

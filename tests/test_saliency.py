@@ -1,4 +1,5 @@
-"""Guided Backprop: captum as oracle, a hand-checked ReLU6 case, a clean model, and the sanity check."""
+"""The gradient maps (evaluation/saliency.py): Guided Backprop against captum and a hand-checked ReLU6 case,
+the plain gradient by hand, Guided Grad-CAM against captum, a clean model, and the sanity check."""
 
 from __future__ import annotations
 
@@ -10,9 +11,14 @@ import torch
 from torch import nn
 
 from conftest import left_as_found, train_mode_with_batchnorm
+from gradcam_tutorial import GradCAM, resolve_layer
 from gradcam_tutorial.evaluation import saliency, sanity
-from gradcam_tutorial.evaluation.saliency import guided_backprop
+from gradcam_tutorial.evaluation.peers import preserve_model_state
+from gradcam_tutorial.evaluation.saliency import gradient_saliency, guided_backprop, guided_gradcam
 from gradcam_tutorial.state import hook_snapshot
+from test_oracles import grid_input
+
+TOLERANCE = 1e-5
 
 
 def _no_hooks(model: nn.Module) -> bool:
@@ -29,6 +35,7 @@ def _resnet18(seed: int = 0) -> nn.Module:
 # --- 1. oracle: captum ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_matches_captum_on_resnet18_with_inplace_relu():
     from captum.attr import GuidedBackprop
@@ -139,6 +146,7 @@ SALIENCY_MAPS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", list(SALIENCY_MAPS))
 def test_model_left_as_found_also_after_an_error(method):
     """Each map the report draws from a caller's model, under autograd, no_grad, inference_mode and
@@ -213,6 +221,7 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return sanity.rank_correlation(a / a.max(), b / b.max())
 
 
+@pytest.mark.slow  # about 2.5 minutes: a Guided Backprop and a gradient map at every randomised stage
 def test_effnet_guided_backprop_and_the_sanity_check(effnet, grid):
     model, spec = effnet
     x = spec.preprocess(grid[0])
@@ -244,3 +253,107 @@ def test_effnet_guided_backprop_and_the_sanity_check(effnet, grid):
     stage, rho_guided, rho_plain = rows[-1]
     assert stage == "_conv_stem"
     assert rho_guided < 0.4 and rho_plain < 0.4
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, nn.Module]:
+    """Random-weight torchvision models for Guided Grad-CAM against captum."""
+    import torchvision
+
+    built = {}
+    for arch in ("resnet18", "vgg11", "densenet121"):
+        torch.manual_seed(0)
+        built[arch] = getattr(torchvision.models, arch)(weights=None).eval()
+    return built
+
+
+# --- 5. the plain and the guided gradient by hand, and Guided Grad-CAM ------------------------------
+
+
+def test_gradient_saliency_of_a_linear_model():
+    weights = torch.zeros(2, 3, 4, 4)
+    weights[1, 0, 1, 2], weights[1, 2, 1, 2], weights[1, 1, 3, 0] = 2.0, -5.0, 0.5
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48, 2, bias=False))
+    model[1].weight.data = weights.reshape(2, 48)
+    grad_map = saliency.gradient_saliency(model, torch.randn(1, 3, 4, 4), 1)
+    expected = np.zeros((4, 4), dtype=np.float32)
+    expected[1, 2], expected[3, 0] = 5.0, 0.5  # max over channels of |w|
+    np.testing.assert_allclose(grad_map, expected)
+    assert model[1].weight.grad is None
+
+
+class _ReluNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(6)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.relu(self.conv(x)).flatten(1))
+
+
+def test_gradient_maps_of_one_unbatched_image_are_single_precision_channel_maxima():
+    model = _ReluNet()
+    image = torch.randn(3, 6, 6, generator=torch.Generator().manual_seed(9))  # (C, H, W), no batch
+    inputs = image[None].clone().requires_grad_(True)
+    pre = model.conv(inputs)
+    (plain,) = torch.autograd.grad(model.fc(torch.relu(pre).flatten(1))[0, 2], inputs, retain_graph=True)
+    # Springenberg et al. 2015: at the ReLU only positive gradients pass, where its input was positive
+    upstream = model.fc.weight[2].reshape(1, 4, 6, 6)
+    (guided,) = torch.autograd.grad(pre, inputs, grad_outputs=upstream.clamp(min=0) * (pre > 0))
+    for ours, grad in ((gradient_saliency(model, image, 2), plain), (guided_backprop(model, image, 2), guided)):
+        assert ours.dtype == np.float32 and ours.shape == (6, 6)
+        np.testing.assert_allclose(ours, grad[0].abs().amax(dim=0).detach().numpy(), rtol=1e-5, atol=1e-7)
+    assert not np.allclose(gradient_saliency(model, image, 2), guided_backprop(model, image, 2))
+
+
+def test_guided_gradcam_of_one_image_is_float32_bilinear_by_default_with_or_without_a_batch_axis():
+    """The Grad-CAM paper's product for one (3, H, W) picture, as the docstring promises."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)
+    )
+    picture = torch.rand(3, 12, 10)
+    default = guided_gradcam(model, "0", picture, 1)
+    assert default.dtype == np.float32 and default.shape == (3, 12, 10)
+    np.testing.assert_array_equal(default, guided_gradcam(model, "0", picture[None], 1, mode="bilinear"))
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+@pytest.mark.parametrize(
+    ("arch", "side", "layer"),
+    [
+        ("resnet18", 64, "layer3"),
+        ("vgg11", 64, "features.10"),
+        pytest.param("densenet121", 64, "features.denseblock2", marks=pytest.mark.slow),  # 10-16 s
+    ],
+)
+def test_guided_gradcam_matches_captum(models, grid, mode, arch, side, layer):
+    """captum's GuidedGradCam: its Guided Backprop times its LayerGradCam upsampled to the input."""
+    from captum.attr import GuidedGradCam
+
+    model, x = models[arch], grid_input(grid[0], side)
+    ours = torch.from_numpy(guided_gradcam(model, layer, x, 285, mode=mode))
+    _, module = resolve_layer(model, layer)
+    with preserve_model_state(model):
+        explainer = GuidedGradCam(model, module)
+        theirs = explainer.attribute(x.clone().requires_grad_(True), target=285, interpolate_mode=mode)
+    assert ours.shape == (3, side, side)
+    assert ours.abs().max() > 0 and (ours != 0).float().mean() > 0.1
+    assert (theirs[0].detach() - ours).abs().max().item() <= TOLERANCE * ours.abs().max().item()
+
+
+def test_guided_gradcam_is_zero_where_gradcam_is(models, grid):
+    """The product vanishes wherever the upsampled Grad-CAM map does (nearest: whole cells)."""
+    model, x = models["resnet18"], grid_input(grid[0], 64)
+    with GradCAM(model, "layer3") as cam:
+        raw = cam.compute(x, 285).maps[0, 0]
+    assert (raw == 0).any() and (raw > 0).any()
+    guided = torch.from_numpy(guided_gradcam(model, "layer3", x, 285, mode="nearest"))
+    cells = torch.nn.functional.interpolate(raw[None, None], size=(64, 64), mode="nearest")[0, 0]
+    assert (guided[:, cells == 0] == 0).all()
+    assert (guided[:, cells > 0] != 0).any()
+    with pytest.raises(ValueError, match="mode"):
+        guided_gradcam(model, "layer3", x, 285, mode="bicubic")

@@ -14,6 +14,7 @@ from gradcam_tutorial.state import hook_snapshot
 from soak import RSS_LIMIT_MB, soak
 
 
+@pytest.mark.slow
 def test_soak_small(effnet):
     model, spec = effnet
     result = soak(calls=60, constructions=10, model=model, layer=spec.target_layer)
@@ -25,6 +26,7 @@ def test_soak_small(effnet):
     assert result.ok
 
 
+@pytest.mark.slow
 def test_soak_notices_a_leaked_hook(effnet, monkeypatch):
     """The checker itself must catch a helper that forgets to remove its hook."""
     from gradcam_tutorial import cam as cam_module

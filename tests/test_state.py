@@ -32,6 +32,7 @@ def restore_effnet(effnet):
         parameter.requires_grad_(flag)
 
 
+@pytest.mark.slow
 def test_20_train_mode_no_grad_and_errors_leave_the_model_as_found(restore_effnet, grid):
     model, spec = restore_effnet
     photo = grid[0]

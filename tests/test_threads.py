@@ -6,6 +6,7 @@ import copy
 import threading
 
 import numpy as np
+import pytest
 
 from conftest import assert_left_as_found, model_snapshot, train_mode_with_batchnorm
 from gradcam_tutorial import GradCAM, explain
@@ -13,6 +14,7 @@ from gradcam_tutorial import GradCAM, explain
 CLASSES = [285, 967, 652, 665]
 
 
+@pytest.mark.slow
 def test_threads_sharing_one_model_get_sequential_results_and_leave_it_as_found(effnet, grid):
     model, spec = effnet
     shared = train_mode_with_batchnorm(copy.deepcopy(model))  # the worst case: batch norms would update

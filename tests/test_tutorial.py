@@ -19,6 +19,7 @@ from gradcam_tutorial.regions import region_shares
 REFERENCE = Path(__file__).parent / "reference" / "tutorial.json"
 
 
+@pytest.mark.slow
 def test_offline_model_top1_on_the_mirrored_samples(effnet):
     """At least 85 % top-1 with the model's own preprocessing on the 500 mirrored sample photos.
 
@@ -38,6 +39,7 @@ def test_offline_model_top1_on_the_mirrored_samples(effnet):
     assert correct / len(samples) >= 0.85, f"top-1 {correct / len(samples):.3f}"
 
 
+@pytest.mark.slow
 def test_post_image_dog_left_cat_right(effnet):
     """On the original post's photo, dog classes light up the left half and cat classes the right."""
     model, spec = effnet
@@ -49,6 +51,7 @@ def test_post_image_dog_left_cat_right(effnet):
     assert left[2] < 0.4 and left[3] < 0.4, f"cat maps, share on the left: {left[2:]}"
 
 
+@pytest.mark.slow
 def test_grid_each_object_in_its_own_quadrant(effnet, grid):
     model, spec = effnet
     image, tiles = grid
@@ -58,6 +61,7 @@ def test_grid_each_object_in_its_own_quadrant(effnet, grid):
         assert shares.argmax() == k and shares[k] > 0.5, f"{tile.name}: {shares.round(2)}"
 
 
+@pytest.mark.slow
 def test_tutorial_heatmaps_match_stored_references(effnet, grid):
     """The figures' arrays: layer-resolution maps of the post's nine classes on the grid.
 
@@ -76,6 +80,7 @@ def test_tutorial_heatmaps_match_stored_references(effnet, grid):
     assert result.class_indices == list(C.POST_CLASSES)
 
 
+@pytest.mark.slow
 def test_resnet18_path_without_weights(grid):
     """The original post's architecture: the scan, the default layer and a full explanation run."""
     torch.manual_seed(0)

@@ -111,6 +111,7 @@ def test_undo_stretch_needs_the_original_size(effnet):
         top_k_accuracy(model, spec, imagenet_samples()[:2], undo_stretch=True)
 
 
+@pytest.mark.slow
 def test_accuracy_on_all_validation_photos(effnet):
     """All 1000 photos as stored (about 30 s on 2 idle cores): measured top-1 81.3 % / top-5 94.9 %.
     Unseen photos score well under the training-set sample photos' 88 %, so that figure is optimistic."""

@@ -23,7 +23,7 @@ To add a gradient-based variant:
 Score-CAM uses no gradient, so it is a class (:class:`ScoreCAM`) and not a table entry.
 
 Where the libraries disagree with each other, the docstring of the function says which definition is
-used and which library agrees; ``tests/test_variants.py`` checks each against that library.
+used and which library agrees; ``tests/test_methods.py`` checks each against that library.
 """
 
 from __future__ import annotations

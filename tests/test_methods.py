@@ -1,4 +1,5 @@
-"""Grad-CAM's relatives against pytorch-grad-cam, torchcam and captum, and against known answers.
+"""Grad-CAM's relatives (methods.py) against pytorch-grad-cam and torchcam, against known answers, and
+against each paper's formula applied by hand on a tiny network.
 
 Every variant is checked on raw maps (post-ReLU, layer resolution) relative to the map's peak, and
 on min-max normalised maps in absolute terms, within 1e-5. Where a library defines a method
@@ -10,12 +11,15 @@ there is checked against the peers and against its class without a new test.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import re
+from collections.abc import Iterator
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
-from captum.attr import GuidedGradCam
 from torch import nn
 
 from conftest import left_as_found, train_mode_with_batchnorm
@@ -24,6 +28,7 @@ from gradcam_tutorial import (
     COMBINE,
     GradCAM,
     HiResCAM,
+    LayerError,
     ScoreCAM,
     combine_gradcam,
     compute_methods,
@@ -37,7 +42,6 @@ from gradcam_tutorial.evaluation.peers import (
     pytorch_grad_cam_maps,
     torchcam_maps,
 )
-from gradcam_tutorial.evaluation.saliency import guided_gradcam
 from test_oracles import grid_input
 
 TOLERANCE = 1e-5
@@ -121,6 +125,7 @@ def check_against_peers(method: str, model: nn.Module, layer: str, x: torch.Tens
                 assert not has_contrast(theirs[k]), label
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", GRADIENT_METHODS)
 @pytest.mark.parametrize(("arch", "side", "layers"), TORCHVISION, ids=[case[0] for case in TORCHVISION])
 def test_gradient_variants_match_peers_on_torchvision_models(models, grid, method, arch, side, layers):
@@ -317,33 +322,210 @@ def test_every_variant_leaves_the_model_as_found(models, grid, method):
     assert maps.shape == (1, 2, 4, 4)
 
 
-@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
-@pytest.mark.parametrize(
-    ("arch", "side", "layer"),
-    [("resnet18", 64, "layer3"), ("vgg11", 64, "features.10"), ("densenet121", 64, "features.denseblock2")],
-)
-def test_guided_gradcam_matches_captum(models, grid, mode, arch, side, layer):
-    """captum's GuidedGradCam: its Guided Backprop times its LayerGradCam upsampled to the input."""
-    model, x = models[arch], grid_input(grid[0], side)
-    ours = torch.from_numpy(guided_gradcam(model, layer, x, 285, mode=mode))
-    _, module = resolve_layer(model, layer)
-    with preserve_model_state(model):
-        explainer = GuidedGradCam(model, module)
-        theirs = explainer.attribute(x.clone().requires_grad_(True), target=285, interpolate_mode=mode)
-    assert ours.shape == (3, side, side)
-    assert ours.abs().max() > 0 and (ours != 0).float().mean() > 0.1
-    assert (theirs[0].detach() - ours).abs().max().item() <= TOLERANCE * ours.abs().max().item()
+# --- Grad-CAM's relatives on a tiny network, by hand -----------------------------------------------
 
 
-def test_guided_gradcam_is_zero_where_gradcam_is(models, grid):
-    """The product vanishes wherever the upsampled Grad-CAM map does (nearest: whole cells)."""
-    model, x = models["resnet18"], grid_input(grid[0], 64)
-    with GradCAM(model, "layer3") as cam:
-        raw = cam.compute(x, 285).maps[0, 0]
-    assert (raw == 0).any() and (raw > 0).any()
-    guided = torch.from_numpy(guided_gradcam(model, "layer3", x, 285, mode="nearest"))
-    cells = torch.nn.functional.interpolate(raw[None, None], size=(64, 64), mode="nearest")[0, 0]
-    assert (guided[:, cells == 0] == 0).all()
-    assert (guided[:, cells > 0] != 0).any()
-    with pytest.raises(ValueError, match="mode"):
-        guided_gradcam(model, "layer3", x, 285, mode="bicubic")
+class _Positive(nn.Module):
+    """Softplus times a scale: activations that are positive everywhere, at a chosen size."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.softplus(x) * self.scale
+
+
+class _Tiny(nn.Module):
+    """8x8 input -> ``features`` (6 channels, 4x4) -> flatten -> 5 logits.
+
+    The head is linear in the flattened activation, so d logit_c / d A is the class's weight row:
+    it varies over space and has both signs. One weight is exactly 1.
+    """
+
+    def __init__(self, activation_scale: float, gradient_scale: float) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(3, 6, 3, stride=2, padding=1), _Positive(activation_scale))
+        self.fc = nn.Linear(6 * 4 * 4, 5)
+        with torch.no_grad():
+            self.fc.weight.mul_(gradient_scale)
+            self.fc.weight[1, 17] = 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x).flatten(1))
+
+
+def _activation_and_gradients(model: nn.Module, x: torch.Tensor, classes: list[list[int]]):
+    """Target layer's activation and d logit / d activation per requested class, via a plain hook."""
+    captured = []
+    handle = model.features.register_forward_hook(lambda _m, _i, out: captured.append(out))
+    try:
+        logits = model(x)
+    finally:
+        handle.remove()
+    activation = captured[0]
+    grads = []
+    for k in range(len(classes[0])):
+        score = sum(logits[b, row[k]] for b, row in enumerate(classes))
+        (grad,) = torch.autograd.grad(score, activation, retain_graph=True)
+        grads.append(grad.double())
+    return activation.detach().double(), grads
+
+
+def _gradcam_pp(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    # Chattopadhay et al. 2018, eq. 19 with exp(score): alpha = g^2 / (2 g^2 + sum_ab A_ab g^3),
+    # 1e-6 added to the denominator as pytorch-grad-cam does; w_k = sum_ij alpha ReLU(g)
+    alpha = g**2 / (2 * g**2 + a.sum(dim=(2, 3), keepdim=True) * g**3 + 1e-6)
+    weights = (alpha * g.clamp(min=0)).sum(dim=(2, 3), keepdim=True)
+    return (weights * a).sum(dim=1)
+
+
+def _xgradcam(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    # Fu et al. 2020: w_k = sum_ij (A_ij / sum_ab A_ab) g_ij, 1e-7 added as pytorch-grad-cam does
+    weights = (a / (a.sum(dim=(2, 3), keepdim=True) + 1e-7) * g).sum(dim=(2, 3), keepdim=True)
+    return (weights * a).sum(dim=1)
+
+
+BY_HAND = {
+    # Selvaraju et al. 2017: channel weights are the spatial mean of the gradient
+    "gradcam": lambda a, g: (g.mean(dim=(2, 3), keepdim=True) * a).sum(dim=1),
+    "gradcam++": _gradcam_pp,
+    # Draelos & Carin 2020: the gradient times the activation, pixel by pixel
+    "hirescam": lambda a, g: (g * a).sum(dim=1),
+    "xgradcam": _xgradcam,
+    # Jiang et al. 2021: the positive gradient times the activation, pixel by pixel
+    "layercam": lambda a, g: (g.clamp(min=0) * a).sum(dim=1),
+}
+
+
+def _score_cam_by_hand(model: nn.Module, x: torch.Tensor, classes: list[list[int]]) -> torch.Tensor:
+    # Wang et al. 2020, as the peers compute it: each channel upsampled (bilinear, centres aligned),
+    # min-max scaled with 1e-8 added to the span, multiplies the input; the class's logits of the
+    # masked inputs, softmaxed over channels, weight the channels
+    activation, _ = _activation_and_gradients(model, x, classes)
+    maps = []
+    with torch.no_grad():
+        for b, row in enumerate(classes):
+            a = activation[b].float()
+            scores = torch.zeros(a.shape[0], len(row), dtype=torch.float64)
+            for k in range(a.shape[0]):
+                mask = F.interpolate(a[k][None, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+                mask = (mask - mask.min()) / (mask.max() - mask.min() + 1e-8)
+                scores[k] = model((x[b] * mask)[None])[0, row].double()
+            weights = torch.softmax(scores, dim=0)  # (C, K)
+            maps.append(torch.relu(torch.einsum("ck,chw->khw", weights, activation[b])))
+    return torch.stack(maps)
+
+
+def _assert_maps(ours: torch.Tensor, expected: torch.Tensor, label: str) -> None:
+    assert ours.shape == expected.shape, label
+    assert expected.amax() > 0, label
+    difference = (ours.double() - expected).abs().max().item()
+    assert difference <= 1e-4 * expected.abs().max().item(), label
+
+
+# activations of ~1 or ~1e-6 (where XGrad-CAM's 1e-7 and Score-CAM's 1e-8 matter) and gradients of ~0.1
+# or ~1e-3 (where Grad-CAM++'s 1e-6 matters); a head scaled up by 1e6 keeps Score-CAM's logits apart
+SCALES = [(1.0, 1.0), (1e-6, 1.0), (1.0, 1e-2), (1e-6, 1e6)]
+
+
+TINY_CLASSES = [[1, 3], [4, 1]]
+
+
+@pytest.mark.parametrize(("activation_scale", "gradient_scale"), SCALES)
+def test_gradient_variants_follow_their_papers_alone_and_together(activation_scale, gradient_scale):
+    model = _Tiny(activation_scale, gradient_scale)
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    activation, grads = _activation_and_gradients(model, x, TINY_CLASSES)
+    names = list(BY_HAND)
+    together = compute_methods(model, "features", x, TINY_CLASSES, names=names)
+    assert list(together) == names
+    for name, formula in BY_HAND.items():
+        expected = torch.stack([torch.relu(formula(activation, g)) for g in grads], dim=1)
+        with CAM_METHODS[name](model, "features") as cam:
+            _assert_maps(cam.compute(x, TINY_CLASSES).maps, expected, f"{name} alone")
+        _assert_maps(together[name].maps, expected, f"{name} in compute_methods")
+        assert together[name].class_indices.tolist() == TINY_CLASSES
+
+
+@pytest.mark.parametrize(("activation_scale", "gradient_scale"), [SCALES[0], SCALES[3]])
+def test_score_cam_follows_its_definition_alone_and_together(activation_scale, gradient_scale):
+    model = _Tiny(activation_scale, gradient_scale)
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    expected = _score_cam_by_hand(model, x, TINY_CLASSES)
+    with ScoreCAM(model, "features") as cam:
+        _assert_maps(cam.compute(x, TINY_CLASSES).maps, expected, "scorecam alone")
+    together = compute_methods(model, "features", x, TINY_CLASSES, names=["layercam", "scorecam"])
+    _assert_maps(together["scorecam"].maps, expected, "scorecam in compute_methods")
+
+
+@contextlib.contextmanager
+def _batch_sizes(model: nn.Module) -> Iterator[list[int]]:
+    """The batch size of every forward pass of ``model`` inside the ``with`` block."""
+    sizes: list[int] = []
+    handle = model.register_forward_hook(lambda _m, inputs, _o: sizes.append(inputs[0].shape[0]))
+    try:
+        yield sizes
+    finally:
+        handle.remove()
+
+
+def test_score_cam_runs_masked_inputs_in_batches_of_four_by_default_and_checks_the_size():
+    model = _Tiny(1.0, 1.0)
+    x = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    with _batch_sizes(model) as sizes:
+        ScoreCAM(model, "features").compute(x, 2)
+        ScoreCAM(model, "features", batch_size=1).compute(x, 2)
+    # one explained pass, then the 6 channels' masked inputs: 4 + 2, and one by one
+    assert sizes == [1, 4, 2, 1, 1, 1, 1, 1, 1, 1]
+    with pytest.raises(ValueError, match=re.escape("batch_size must be at least 1, not 0")):
+        ScoreCAM(model, "features", batch_size=0)
+
+
+def test_compute_methods_without_score_cam_runs_the_model_once():
+    model = _Tiny(1.0, 1.0)
+    x = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    with _batch_sizes(model) as calls:
+        compute_methods(model, "features", x, [[0, 1]], names=["gradcam", "hirescam"])
+    assert calls == [1]
+
+
+class _SideBranch(nn.Module):
+    """A layer that runs but feeds nothing: the logits do not depend on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.side = nn.Conv2d(3, 2, 3, stride=2, padding=1)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.side(x)
+        return self.fc(self.conv(x).mean(dim=(2, 3)))
+
+
+def test_only_gradient_methods_need_the_logits_to_depend_on_the_layer():
+    model = _SideBranch()
+    x = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    message = "the model's output does not depend on layer 'side'"
+    for names in (["gradcam"], ["layercam", "scorecam"]):
+        with pytest.raises(LayerError, match=re.escape(message)):
+            compute_methods(model, "side", x, 0, names=names)
+    # Score-CAM masks the input with the layer's channels and needs no gradient: equal logits for
+    # the masked inputs give every channel the same weight
+    maps = compute_methods(model, "side", x, 0, names=["scorecam"])["scorecam"].maps
+    assert maps.shape == (1, 1, 4, 4) and maps.amax() > 0
+
+
+def test_compute_methods_names_the_methods_it_knows():
+    x = torch.zeros(1, 3, 8, 8)
+    expected = (
+        "names must be distinct methods from gradcam, gradcam++, hirescam, xgradcam, layercam, scorecam; "
+        "got ['gradcam', 'gradcam']"
+    )
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        compute_methods(_Tiny(1.0, 1.0), "features", x, 0, names=["gradcam", "gradcam"])
+    with pytest.raises(ValueError, match=re.escape(expected.replace("'gradcam']", "'ablationcam']"))):
+        compute_methods(_Tiny(1.0, 1.0), "features", x, 0, names=["gradcam", "ablationcam"])
