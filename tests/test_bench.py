@@ -95,6 +95,7 @@ def test_command_line_writes_json(tmp_path, monkeypatch, capsys):
     assert "TABLE" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_the_road_benchmark_compares_two_orderings_on_the_same_masks(monkeypatch, tmp_path):
     import bench_road  # benchmarks/bench_road.py, on pytest's pythonpath
     from gradcam_tutorial.evaluation import road

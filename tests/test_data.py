@@ -156,6 +156,7 @@ def test_18f_http_error_names_the_url(no_mirror, server):
         fetch(_remote(server.url), progress=False)
 
 
+@pytest.mark.slow
 def test_18g_real_download_shows_progress_and_is_cached(no_mirror, server, capfd):
     path = fetch(_remote(server.url), progress=True)
     assert path == no_mirror / "payload.bin" and path.read_bytes() == PAYLOAD

@@ -85,6 +85,7 @@ def _check_posts(blog: Path, built: Path) -> None:
         assert "<pre" in page and "<img" in page
 
 
+@pytest.mark.slow
 def test_synthetic_post_builds_with_every_figure(tmp_path: Path) -> None:
     executed, sources = write_synthetic(tmp_path / "in")
     publish.publish(executed, sources, tmp_path / "build")
@@ -104,6 +105,7 @@ def _h2_ids(page: str) -> list[str]:
     return [m.group(1) or "" for m in re.finditer(r'<h2(?: id="([^"]*)")?>', page)]
 
 
+@pytest.mark.slow
 def test_tricky_heading_ids_agree_with_jekyll(tmp_path: Path) -> None:
     """Punctuation, code spans, non-ASCII, entities, maths, duplicates: the HTML page's ids are Jekyll's."""
     executed = tmp_path / "in"
@@ -121,6 +123,7 @@ def test_tricky_heading_ids_agree_with_jekyll(tmp_path: Path) -> None:
     assert ours == jekyll
 
 
+@pytest.mark.slow
 def test_posts_of_one_day_link_in_reading_order(tmp_path: Path) -> None:
     """Jekyll's previous/next (``page.previous``, ``page.next``) walk the notebooks as the site does."""
     names = ["report", "beta", "alpha", "tutorial"]
@@ -135,6 +138,7 @@ def test_posts_of_one_day_link_in_reading_order(tmp_path: Path) -> None:
         assert found.groups() == (previous, following), name
 
 
+@pytest.mark.slow
 def test_check_links_sees_a_figure_jekyll_lost(tmp_path: Path) -> None:
     executed, sources = write_synthetic(tmp_path / "in")
     publish.publish(executed, sources, tmp_path / "build")

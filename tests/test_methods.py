@@ -134,6 +134,7 @@ def test_gradient_variants_match_peers_on_torchvision_models(models, grid, metho
         check_against_peers(method, models[arch], layer, x, CLASSES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", GRADIENT_METHODS)
 def test_gradient_variants_match_peers_on_efficientnet_lite0(effnet, grid, method):
     """Real weights, the image's top three classes; ``_swish`` is called twice, the head's call counts."""
@@ -144,6 +145,7 @@ def test_gradient_variants_match_peers_on_efficientnet_lite0(effnet, grid, metho
         check_against_peers(method, model, layer, x, top)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("arch", "side", "layer"), SCORE_CAM_CASES, ids=[f"{c[0]}-{c[2]}" for c in SCORE_CAM_CASES])
 def test_score_cam_matches_pytorch_grad_cam(models, grid, monkeypatch, arch, side, layer):
     """Same masks as ours once its upsampling aligns pixel centres; torchcam scales before upsampling."""
@@ -151,6 +153,7 @@ def test_score_cam_matches_pytorch_grad_cam(models, grid, monkeypatch, arch, sid
     check_against_peers("scorecam", models[arch], layer, grid_input(grid[0], side), CLASSES[:2])
 
 
+@pytest.mark.slow
 def test_score_cam_matches_pytorch_grad_cam_on_efficientnet_lite0(effnet, grid, monkeypatch):
     model, spec = effnet
     monkeypatch.setattr(torch.nn, "UpsamplingBilinear2d", _UpsampleLikeOurs)
@@ -159,6 +162,7 @@ def test_score_cam_matches_pytorch_grad_cam_on_efficientnet_lite0(effnet, grid, 
         check_against_peers("scorecam", model, layer, x, model(x)[0].topk(2).indices.tolist())
 
 
+@pytest.mark.slow
 def test_score_cam_differs_from_peers_as_documented(models, grid):
     """Without the patch, pytorch-grad-cam's ``align_corners=True`` and torchcam's order of scaling and
     upsampling each change the masks: the maps differ by more than ten times the tolerance, so the
@@ -173,6 +177,7 @@ def test_score_cam_differs_from_peers_as_documented(models, grid):
         assert (normalize_maps(theirs) - ours).abs().max().item() > 10 * TOLERANCE
 
 
+@pytest.mark.slow
 def test_score_cam_batches_and_chunks_do_not_change_maps(models, grid):
     model = models["resnet18"]
     x = torch.cat([grid_input(grid[0], 64), grid_input(grid[0].transpose(0), 64)])
@@ -197,6 +202,7 @@ def test_hirescam_equals_gradcam_where_the_gradient_is_constant(models, grid):
         assert (gap <= 1e-5) if same else (gap > 1e-2), (layer, gap)
 
 
+@pytest.mark.slow
 def test_compute_methods_equals_each_method_alone(models, grid):
     model, x = models["resnet18"], grid_input(grid[0], 64)
     targets = [[1, 285]]
@@ -289,6 +295,7 @@ def test_a_variant_registered_in_the_table_joins_compute_methods(models, grid, m
         torch.testing.assert_close(together["layercam"].maps, cam.compute(x, targets).maps, rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_score_cam_class_maps_from_a_given_activation(models, grid):
     """The public step compute_methods uses: from the layer's activation to Score-CAM's maps, equal to
     ``compute``'s, with the masked passes in eval mode and the model left in train mode as found."""
@@ -305,6 +312,7 @@ def test_score_cam_class_maps_from_a_given_activation(models, grid):
     torch.testing.assert_close(maps, expected, rtol=0, atol=1e-6 * float(expected.max()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", [*CAM_METHODS, "compute_methods"])
 def test_every_variant_leaves_the_model_as_found(models, grid, method):
     """Score-CAM's masked passes too: in train mode each would move the batch norms' statistics."""

@@ -122,6 +122,7 @@ def test_figures_are_png(produced):
         assert (out / name).read_bytes()[:8] == PNG
 
 
+@pytest.mark.slow
 def test_figures_draw_from_the_committed_results(tmp_path):
     """The figures need only the results, so an older run's file (budget keys and all, no SSIM
     curves) draws through the same functions."""

@@ -330,6 +330,7 @@ def test_guided_gradcam_of_one_image_is_float32_bilinear_by_default_with_or_with
         pytest.param("densenet121", 64, "features.denseblock2", marks=pytest.mark.slow),  # 10-16 s
     ],
 )
+@pytest.mark.slow
 def test_guided_gradcam_matches_captum(models, grid, mode, arch, side, layer):
     """captum's GuidedGradCam: its Guided Backprop times its LayerGradCam upsampled to the input."""
     from captum.attr import GuidedGradCam

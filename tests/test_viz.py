@@ -79,6 +79,7 @@ def test_explanation_places_each_map_on_request_as_the_stack_does(effnet):
     assert result.heatmaps is result.heatmaps  # made once, then kept
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("small", "size"), [((7, 7), (224, 224)), ((7, 7), (375, 500)), ((14, 10), (3000, 4000))])
 def test_the_one_resize_is_opencvs_bilinear(small, size):
     """OpenCV's INTER_LINEAR (an independent implementation, half-pixel centres) is the oracle."""
@@ -306,6 +307,7 @@ def test_a_grid_has_one_titled_panel_per_map_and_one_shared_bar(photo_and_map):
     assert cbar_ax.get_position().x0 - right_edge == pytest.approx(0.02 * (0.9 - 0.125), rel=0.1)
 
 
+@pytest.mark.slow
 def test_a_grid_names_its_bar_and_leaves_room_for_two_line_titles(photo_and_map):
     """A grid of several methods says what its bar measures; a title of two lines does not reach the
     panel above it."""
