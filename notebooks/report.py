@@ -616,7 +616,8 @@ for tile in tiles:
 # for the true class, at two layers: the default `features`, which only pooling and the classifier
 # follow, and the earlier block `_blocks.14`, where the gradient varies over the 7 x 7 positions.
 # Localisation at `features` uses all validation photos; everything else uses an evenly spread
-# subset (Score-CAM, one forward pass per channel of the layer, a smaller one).
+# subset (Score-CAM, one forward pass per channel of the layer that varies over the map, a smaller
+# one).
 #
 # Each variant is compared with Grad-CAM **on the same photos only**: the table gives Grad-CAM's own
 # means on all its photos, then for each variant the paired 95 % interval of (variant - Grad-CAM)
@@ -670,11 +671,11 @@ plt.show()
 # 10 scores |rho| exactly 0), so there is nothing left to compare, and a low similarity is no virtue.
 #
 # **What to use.** At the default layer, Grad-CAM: its relatives either are Grad-CAM or lose a
-# little on a measure that separates them, and Score-CAM costs one forward pass per channel (the
-# cost section counts them and times one call). Inside the network, where one might look for finer
-# maps, HiResCAM and LayerCAM are the variants with evidence behind them on these photos, on
-# pointing only. The intervals on 30 photos (10 for Score-CAM) are wide; only the `+` and `-` marks
-# above are differences larger than the noise.
+# little on a measure that separates them, and Score-CAM costs one forward pass per channel that
+# varies over the map (the cost section counts them and times one call). Inside the network, where
+# one might look for finer maps, HiResCAM and LayerCAM are the variants with evidence behind them on
+# these photos, on pointing only. The intervals on 30 photos (10 for Score-CAM) are wide; only the
+# `+` and `-` marks above are differences larger than the noise.
 #
 # ## 6. Cost
 #
@@ -684,8 +685,9 @@ plt.show()
 # drift from one minute to the next), so the map's price is timed live, on the machine running this
 # notebook: medians of 15 interleaved rounds after 3 warm-ups, on the demo grid at the default layer.
 # `make bench` times the package against the original post's class and the three libraries with 15
-# rounds and checks the goals, and `docs/measurements.md` records its numbers. Score-CAM is another matter: one
-# call is one forward pass per channel of the layer, timed once.
+# rounds and checks the goals, and `docs/measurements.md` records its numbers. Score-CAM is another
+# matter: one call is one forward pass per channel of the layer that varies over the map, plus one
+# that all constant channels share (their scaled masks are all zero), timed once.
 
 # %% tags=["nbval-skip"]
 import time
@@ -699,9 +701,9 @@ def forward() -> None:
         model(x_grid)
 
 
-shapes = []  # the layer's channel count: Score-CAM makes one masked pass per channel
+activations = []  # Score-CAM makes one masked pass per channel that varies over the map
 hook = dict(model.named_modules())[spec.target_layer].register_forward_hook(
-    lambda _module, _inputs, output: shapes.append(output.shape)
+    lambda _module, _inputs, output: activations.append(output[0].flatten(1))
 )
 forward()
 hook.remove()
@@ -717,7 +719,8 @@ with ScoreCAM(model, spec.target_layer) as score_cam:
     started = time.perf_counter()
     score_cam.compute(x_grid, tiles[0].class_index)
     score_cam_s = time.perf_counter() - started
-print(f"`{spec.target_layer}` has {shapes[0][1]} channels")
+varying = int((activations[0].amax(dim=1) > activations[0].amin(dim=1)).sum())
+print(f"`{spec.target_layer}` has {len(activations[0])} channels, {varying} of them vary over the grid's map")
 print(f"Score-CAM, one class: {score_cam_s:.1f} s, {score_cam_s * 1000 / live_ms['forward']:.0f} x one forward pass")
 
 # %% [markdown]

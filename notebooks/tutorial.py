@@ -715,7 +715,9 @@ print(f"a share differs between the layers by {np.abs(first - second).max():.2f}
 # * **XGrad-CAM** weights each channel by `Σ G·A / Σ A`;
 # * **LayerCAM** keeps only the positive part of `G`, position by position;
 # * **Score-CAM** uses no gradient: it masks the picture with each channel in turn (one forward
-#   pass per channel) and weights the channel by the class score of what it lets through.
+#   pass per channel; the channels that are constant over the map, often all zero, mask out
+#   everything and share one pass) and weights the channel by the class score of what it lets
+#   through.
 #
 # `compute_methods` gives all of them for the same classes from one forward pass (Score-CAM adds its
 # masked passes), here for the first four classes of section 13 at the default layer:

@@ -63,12 +63,11 @@ TORCHVISION = [
     ("mobilenet_v3_small", 128, ("features.6", "features.8")),
 ]
 CLASSES = [1, 285, 667]
-# Score-CAM runs one forward pass per channel: two layers per architecture, inputs kept small.
+# Score-CAM runs one forward pass per channel (the peer too): one 256-channel layer of ResNet and
+# VGG, two narrower ones of DenseNet and MobileNet, inputs kept small.
 SCORE_CAM_CASES = [
     ("resnet18", 64, "layer3"),
-    ("resnet18", 128, "layer4"),
     ("vgg11", 64, "features.7"),
-    ("vgg11", 64, "features.10"),
     ("densenet121", 64, "features.transition1.conv"),
     ("densenet121", 64, "features.transition2.conv"),
     ("mobilenet_v3_small", 128, "features.6"),
@@ -489,6 +488,34 @@ def test_score_cam_runs_masked_inputs_in_batches_of_four_by_default_and_checks_t
     assert sizes == [1, 4, 2, 1, 1, 1, 1, 1, 1, 1]
     with pytest.raises(ValueError, match=re.escape("batch_size must be at least 1, not 0")):
         ScoreCAM(model, "features", batch_size=0)
+
+
+class _Flat(nn.Module):
+    """Sets channels 1 and 4 to 0 and channel 2 to 0.5 everywhere: three constant maps."""
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        a = a.clone()
+        a[:, [1, 4]] = 0.0
+        a[:, 2] = 0.5
+        return a
+
+
+def test_score_cam_scores_every_constant_channel_with_one_pass_of_the_zero_image():
+    """A constant channel's scaled mask is 0, so its masked input is the zero image whatever the
+    constant; the maps still follow the definition, channel by channel."""
+    model = _Tiny(1.0, 1.0)
+    model.features.append(_Flat())
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    zero_passes = []
+    handle = model.register_forward_pre_hook(lambda _m, inputs: zero_passes.append(not inputs[0].any()))
+    try:
+        with ScoreCAM(model, "features", batch_size=2) as cam:
+            maps = cam.compute(x, TINY_CLASSES).maps
+    finally:
+        handle.remove()
+    # per image: the explained pass is shared; three varying channels in batches of 2, one zero image
+    assert zero_passes == [False, False, False, True, False, False, True]
+    _assert_maps(maps, _score_cam_by_hand(model, x, TINY_CLASSES), "scorecam with constant channels")
 
 
 def test_compute_methods_without_score_cam_runs_the_model_once():

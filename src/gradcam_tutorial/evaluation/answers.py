@@ -236,7 +236,8 @@ def answer_cost(full: dict[str, Any]) -> str:
     longest = max(stages, key=stages.__getitem__)
     return (
         "One forward pass and one backward pass down to the layer per Grad-CAM map, whatever the layer "
-        "(the cost section times one on this machine); Score-CAM costs one forward pass per channel of its layer. "
+        "(the cost section times one on this machine); Score-CAM costs one forward pass per channel of its "
+        "layer that varies over the map. "
         f"The whole evaluation took {cost['seconds'] / 60:.1f} minutes on {config['threads']} cores of an "
         f"{config['cpu']['model']} ({cost['seconds_per_photo']:.2f} s per validation photo), the longest stage "
         f"being {longest.replace('_', ' ')} ({stages[longest] / 60:.1f} minutes)."

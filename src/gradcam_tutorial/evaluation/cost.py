@@ -43,8 +43,8 @@ GOALS: dict[str, tuple[str, float]] = {
     **{f"{name}_9/forward": ("<=", 1.30) for name in CAM_METHODS if name != "scorecam"},
 }
 # Grad-CAM's variants, each timed for 1 and 9 classes, and pytorch-grad-cam's version for 9 classes
-# (one call per class, as its users call it). Score-CAM runs one forward pass per channel of the
-# layer, so it is timed in its own, fewer rounds (``score_cam_repeats``).
+# (one call per class, as its users call it). Score-CAM runs one forward pass per varying channel of
+# the layer, so it is timed in its own, fewer rounds (``score_cam_repeats``).
 VARIANT_KEYS = ("ours_1_ms", "ours_9_ms", "peer_9_ms")
 # The variants are timed at a layer the network calls once: pytorch-grad-cam explains the *first*
 # call of a module called twice (EfficientNet's shared ``_swish``: the stem), so at ``_swish`` its

@@ -72,7 +72,7 @@ class FullRunConfig:
     sanity_depths: tuple[int, ...] = (1, 2, 3, 4, 7, 11, 16, 21)
     variants: tuple[str, ...] = tuple(CAM_METHODS)
     variant_photos: int = 30  # every variant's measures at two layers (default layer's localisation: all photos)
-    score_cam_photos: int = 10  # of those, Score-CAM's (one forward pass per channel: 1280 at the default layer)
+    score_cam_photos: int = 10  # of those, Score-CAM's (a forward pass per varying channel of 1280)
     seed: int = 0
     model: str = "efficientnet_lite0"
 

@@ -5,7 +5,7 @@ Per photo, every variant explains the true class at one layer from one forward p
 rest of the report: energy and pointing against the boxes, deletion and insertion AUCs, the ROAD
 gap (LeRF minus MoRF), and the |Spearman| between the trained model's map and the fully randomised
 model's (the last point of the sanity check's cascade). Score-CAM runs one forward pass per channel
-of the layer (1280 for EfficientNet-Lite0's head), so it is scored on an evenly spread subset; its
+that varies over the map (of 1280 at EfficientNet-Lite0's head), so it is scored on an evenly spread subset; its
 paired comparison uses Grad-CAM on the same photos.
 """
 
