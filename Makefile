@@ -148,6 +148,7 @@ bench: venv
 	$(BIN)/python benchmarks/bench.py --out build/bench.json
 	$(BIN)/python benchmarks/bench_memory.py --out build/bench-memory.json
 	$(BIN)/python benchmarks/bench_road.py --out build/bench-road.json
+	$(BIN)/python benchmarks/bench_every_class.py --out build/bench-every-class.json
 
 soak: venv
 	$(BIN)/python benchmarks/soak.py --calls 500 --constructions 50

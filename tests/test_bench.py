@@ -114,3 +114,20 @@ def test_the_road_benchmark_compares_two_orderings_on_the_same_masks(monkeypatch
     assert result["solver"].startswith("SuperLU (scipy ")
     assert bench_road.main(["--rounds", "1", "--out", str(tmp_path / "road.json")]) == 0
     assert json.loads((tmp_path / "road.json").read_text())["masks"] == 32
+
+
+@pytest.mark.slow
+def test_the_every_class_benchmark_times_each_way_against_the_forward_pass(tmp_path, capsys):
+    import bench_every_class  # benchmarks/, on pytest's pythonpath
+
+    out = tmp_path / "every.json"
+    argv = ["--models", "efficientnet_lite0", "--rounds", "1", "--slow-rounds", "1", "--warmup", "0"]
+    assert bench_every_class.main([*argv, "--threads", "1", "--input-size", "64", "--out", str(out)]) == 0
+    (entry,) = json.loads(out.read_text())
+    keys = {"weights", "forward_mode", "per_class", "forward_mode_earlier", "per_class_earlier"}
+    assert set(entry["per_forward"]) == keys and set(entry["ms"]) == keys | {"forward"}
+    for key in ("weights", "forward_mode", "per_class"):  # the slow rows have a forward pass of their own
+        assert entry["per_forward"][key] == pytest.approx(entry["ms"][key] / entry["ms"]["forward"])
+    assert all(entry["per_forward"][key] > 0 for key in keys)
+    printed = capsys.readouterr().out
+    assert "`_blocks.14`, forward mode" in printed and "goal: all classes at `features` within 2.0 x" in printed

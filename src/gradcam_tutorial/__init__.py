@@ -3,6 +3,7 @@
 from .cam import CAMResult, Combine, GradCAM, ModelError, TargetError, combine_gradcam, normalize_maps
 from .classes import ClassNameError, imagenet_categories, resolve_class
 from .data import DownloadError, Remote, fetch
+from .every_class import EveryClassCAM
 from .explain import Explanation, explain
 from .images import ImageError, demo_grid, load_image
 from .layers import LayerError, last_conv2d, last_spatial_layer, resolve_layer
@@ -31,6 +32,7 @@ __all__ = [
     "ClassNameError",
     "Combine",
     "DownloadError",
+    "EveryClassCAM",
     "Explanation",
     "GradCAM",
     "GradCAMPlusPlus",

