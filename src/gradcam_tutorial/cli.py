@@ -382,6 +382,11 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gradcam`` console script and ``python -m gradcam_tutorial``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["explore"]:  # gradcam explore PHOTO --out PAGE.html: the every-class page
+        from .explore import main as explore_main
+
+        return explore_main(argv[1:])
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help, or a usage error already printed as one line

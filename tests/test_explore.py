@@ -1,0 +1,214 @@
+"""``gradcam explore``: the self-contained every-class page, driven in a real headless Chromium.
+
+One page (the demo grid) is written once for the module and opened in one Chromium session; each
+test reloads it. Missing Chromium is a failure, not a skip, as in test_browser.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gradcam_tutorial.explore import DEFAULT_ALPHA, ExplorerData, compute, render_page
+from gradcam_tutorial.publishing import browser
+from gradcam_tutorial.viz import overlay
+
+pytestmark = pytest.mark.browser
+
+SEARCHED = ("tabby", "goose", "espresso")
+TOLERANCE = 2  # of 255, per channel: the page's canvas against the package's overlay
+MAX_PAGE_BYTES = 1 << 20
+
+_CANVAS_JS = """
+const canvas = document.getElementById('overlay');
+const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+let text = '';
+for (let i = 0; i < pixels.length; i += 8192) text += String.fromCharCode(...pixels.subarray(i, i + 8192));
+return [canvas.width, canvas.height, btoa(text)];
+"""
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory, effnet, grid) -> tuple[Path, ExplorerData]:
+    """The demo grid saved as a PNG, and the page written for it with the data it shows."""
+    folder = tmp_path_factory.mktemp("explore")
+    image, _ = grid
+    photo = folder / "grid.png"
+    image.save(photo)
+    model, spec = effnet
+    data = compute(image, model, spec)
+    page = folder / "page.html"
+    page.write_text(render_page(data, photo.name), encoding="utf-8")
+    return page, data
+
+
+@pytest.fixture(scope="module")
+def driver() -> Iterator[Any]:
+    if reason := browser.browser_missing():
+        pytest.fail(f"the explorer tests need headless Chromium: {reason}")
+    with browser._chromium() as chromium:
+        yield chromium
+
+
+def _show(driver: Any, page: Path, width: int = 1280, height: int = 900) -> None:
+    """Load the page at a viewport size and wait until its first overlay is drawn."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    driver.get(page.as_uri())
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
+
+
+def _chosen(driver: Any) -> int:
+    return int(driver.execute_script("return document.getElementById('chosen').dataset.index"))
+
+
+def _is_chosen(driver: Any, k: int) -> bool:
+    return _chosen(driver) == k
+
+
+def _canvas(driver: Any) -> np.ndarray:
+    width, height, b64 = driver.execute_script(_CANVAS_JS)
+    rgba = np.frombuffer(base64.b64decode(b64), dtype=np.uint8).reshape(height, width, 4)
+    assert (rgba[..., 3] == 255).all()
+    return rgba[..., :3]
+
+
+def _ranking(data: ExplorerData) -> list[int]:
+    return sorted(range(len(data.names)), key=lambda k: -float(f"{data.probabilities[k]:.6g}"))
+
+
+@pytest.mark.slow
+def test_search_draws_each_class_as_the_package_overlay(driver: Any, written: tuple[Path, ExplorerData]) -> None:
+    """Typing a class name selects it; the canvas changes and matches viz.overlay of that class's map."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page, data = written
+    _show(driver, page)
+    assert driver.find_element(By.ID, "alpha").get_attribute("value") == str(DEFAULT_ALPHA)
+    previous = _canvas(driver)
+    search = driver.find_element(By.ID, "search")
+    worst = np.zeros(3, dtype=int)
+    for name in SEARCHED:
+        k = data.names.index(name)
+        search.clear()
+        search.send_keys(name)
+        WebDriverWait(driver, 10).until(functools.partial(_is_chosen, k=k))
+        drawn = _canvas(driver)
+        assert drawn.shape == (data.photo.height, data.photo.width, 3)
+        assert (drawn != previous).any(), f"the canvas did not change for {name!r}"
+        expected = overlay(data.photo, data.maps[k], alpha=DEFAULT_ALPHA)
+        difference = np.abs(drawn.astype(int) - expected.astype(int)).reshape(-1, 3).max(0)
+        worst = np.maximum(worst, difference)
+        # the page's own arithmetic, on the uint8 map it ships: only float rounding may differ
+        same_map = overlay(data.photo, data.quantised()[k] / np.float32(255), alpha=DEFAULT_ALPHA)
+        assert np.abs(drawn.astype(int) - same_map.astype(int)).max() <= 1
+        previous = drawn
+    print(f"largest canvas - viz.overlay difference per channel (R, G, B): {worst.tolist()} / 255")
+    assert (worst <= TOLERANCE).all(), worst
+
+
+@pytest.mark.slow
+def test_arrow_keys_step_along_the_probability_ranking(driver: Any, written: tuple[Path, ExplorerData]) -> None:
+    """The list is sorted by probability with percentages; a click selects, ArrowDown/ArrowUp step."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    page, data = written
+    _show(driver, page)
+    ranking = _ranking(data)
+    assert _chosen(driver) == ranking[0]
+    listed = driver.execute_script("return [...document.querySelectorAll('#ranking li')].map(li => +li.dataset.index)")
+    assert listed == ranking
+    top = driver.find_element(By.CSS_SELECTOR, "#ranking li").text.split()
+    assert top[-1] == f"{100 * data.probabilities[ranking[0]]:.1f}%", top
+    driver.find_elements(By.CSS_SELECTOR, "#ranking li")[3].click()
+    assert _chosen(driver) == ranking[3]
+    for key, rank in ((Keys.ARROW_DOWN, 4), (Keys.ARROW_DOWN, 5), (Keys.ARROW_UP, 4), (Keys.ARROW_UP, 3)):
+        ActionChains(driver).send_keys(key).perform()
+        assert _chosen(driver) == ranking[rank], (key, rank)
+
+
+@pytest.mark.slow
+def test_no_console_errors_and_nothing_fetched(driver: Any, written: tuple[Path, ExplorerData]) -> None:
+    """Loading, searching and moving the opacity slider log no SEVERE console entry; nothing is fetched."""
+    from selenium.webdriver.common.by import By
+
+    page, _ = written
+    driver.get_log("browser")  # what earlier tests left
+    _show(driver, page)
+    driver.find_element(By.ID, "search").send_keys("goose")
+    driver.execute_script(
+        "const s = document.getElementById('alpha'); s.value = '0.7'; s.dispatchEvent(new Event('input'))"
+    )
+    severe = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert severe == []
+    fetched = driver.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith('data:'))"
+    )
+    assert fetched == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [375, 1280])
+def test_no_sideways_scrolling(driver: Any, written: tuple[Path, ExplorerData], width: int) -> None:
+    page, _ = written
+    _show(driver, page, width, 812 if width < 600 else 900)
+    scroll, inner = driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+    assert inner == width
+    assert scroll <= inner
+
+
+def test_page_is_small(written: tuple[Path, ExplorerData]) -> None:
+    page, data = written
+    assert page.stat().st_size < MAX_PAGE_BYTES, page.stat().st_size
+    assert data.maps.shape == (1000, 7, 7)
+    text = page.read_text(encoding="utf-8")
+    assert "http://" not in text and "https://" not in text
+
+
+@pytest.mark.slow
+def test_cli_writes_the_page(tmp_path: Path, grid) -> None:
+    image, _ = grid
+    image.save(tmp_path / "photo.png")
+    out = tmp_path / "page.html"
+    command = [sys.executable, "-m", "gradcam_tutorial", "explore", "photo.png", "--out", str(out)]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert '"mapShape":[1000,7,7]' in out.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [(["missing.png"], "missing.png: no such file"), (["photo.png", "--model", "nope"], "unknown model 'nope'")],
+)
+def test_cli_errors_are_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    arguments: list[str],
+    message: str,
+) -> None:
+    """A missing photo or an unknown model: exit 2, one ``gradcam: error:`` line, no page."""
+    from gradcam_tutorial.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "photo.png").write_bytes(b"")
+    assert main(["explore", *arguments, "--out", "page.html"]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gradcam: error:") and message in lines[0], captured.err
+    assert captured.out == ""
+    assert not (tmp_path / "page.html").exists()
