@@ -351,6 +351,21 @@ if outside:
 # class that is present need not be probable when similar classes share the object, as the three
 # cat breeds share the cat here.
 #
+# **Every class, one click.** The nine classes are the post's choice; the network scores 1000.
+# Below is each one's map, all from one forward pass: where only pooling and the classifier follow
+# the layer, as at EfficientNet's `features`, every class's Grad-CAM map is the classifier's weights
+# applied to the activation (`EveryClassCAM`, checked against `GradCAM` class by class). Type a
+# class name, or click one in the list sorted by probability and step with the arrow keys; the page
+# draws the map over the part of the picture the network sees with the post's JET colours and
+# blend, and the slider sets the heatmap's weight. It runs in the browser, on the published page as
+# in JupyterLab, and `gradcam explore photo.jpg --out page.html` writes the same for any photo.
+
+# %% tags=["nbval-ignore-output"]
+from gradcam_tutorial.explore import explorer
+
+explorer(image, model, spec, title=f"{IMAGE}, {spec.name}")
+
+# %% [markdown]
 # ## What a heatmap does and does not show
 #
 # * It shows where, **at one layer**, features that raise **one class score** are active. Another

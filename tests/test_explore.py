@@ -28,7 +28,7 @@ TOLERANCE = 2  # of 255, per channel: the page's canvas against the package's ov
 MAX_PAGE_BYTES = 1 << 20
 
 _CANVAS_JS = """
-const canvas = document.getElementById('overlay');
+const canvas = document.getElementById('gcx-overlay');
 const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
 let text = '';
 for (let i = 0; i < pixels.length; i += 8192) text += String.fromCharCode(...pixels.subarray(i, i + 8192));
@@ -65,11 +65,13 @@ def _show(driver: Any, page: Path, width: int = 1280, height: int = 900) -> None
     metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600}
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
     driver.get(page.as_uri())
-    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
+    WebDriverWait(driver, 30).until(
+        lambda d: d.execute_script("return document.getElementById('gcx').dataset.ready === 'true'")
+    )
 
 
 def _chosen(driver: Any) -> int:
-    return int(driver.execute_script("return document.getElementById('chosen').dataset.index"))
+    return int(driver.execute_script("return document.getElementById('gcx-chosen').dataset.index"))
 
 
 def _is_chosen(driver: Any, k: int) -> bool:
@@ -95,9 +97,9 @@ def test_search_draws_each_class_as_the_package_overlay(driver: Any, written: tu
 
     page, data = written
     _show(driver, page)
-    assert driver.find_element(By.ID, "alpha").get_attribute("value") == str(DEFAULT_ALPHA)
+    assert driver.find_element(By.ID, "gcx-alpha").get_attribute("value") == str(DEFAULT_ALPHA)
     previous = _canvas(driver)
-    search = driver.find_element(By.ID, "search")
+    search = driver.find_element(By.ID, "gcx-search")
     worst = np.zeros(3, dtype=int)
     for name in SEARCHED:
         k = data.names.index(name)
@@ -129,11 +131,13 @@ def test_arrow_keys_step_along_the_probability_ranking(driver: Any, written: tup
     _show(driver, page)
     ranking = _ranking(data)
     assert _chosen(driver) == ranking[0]
-    listed = driver.execute_script("return [...document.querySelectorAll('#ranking li')].map(li => +li.dataset.index)")
+    listed = driver.execute_script(
+        "return [...document.querySelectorAll('#gcx-ranking li')].map(li => +li.dataset.index)"
+    )
     assert listed == ranking
-    top = driver.find_element(By.CSS_SELECTOR, "#ranking li").text.split()
+    top = driver.find_element(By.CSS_SELECTOR, "#gcx-ranking li").text.split()
     assert top[-1] == f"{100 * data.probabilities[ranking[0]]:.1f}%", top
-    driver.find_elements(By.CSS_SELECTOR, "#ranking li")[3].click()
+    driver.find_elements(By.CSS_SELECTOR, "#gcx-ranking li")[3].click()
     assert _chosen(driver) == ranking[3]
     for key, rank in ((Keys.ARROW_DOWN, 4), (Keys.ARROW_DOWN, 5), (Keys.ARROW_UP, 4), (Keys.ARROW_UP, 3)):
         ActionChains(driver).send_keys(key).perform()
@@ -148,9 +152,9 @@ def test_no_console_errors_and_nothing_fetched(driver: Any, written: tuple[Path,
     page, _ = written
     driver.get_log("browser")  # what earlier tests left
     _show(driver, page)
-    driver.find_element(By.ID, "search").send_keys("goose")
+    driver.find_element(By.ID, "gcx-search").send_keys("goose")
     driver.execute_script(
-        "const s = document.getElementById('alpha'); s.value = '0.7'; s.dispatchEvent(new Event('input'))"
+        "const s = document.getElementById('gcx-alpha'); s.value = '0.7'; s.dispatchEvent(new Event('input'))"
     )
     severe = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert severe == []
@@ -212,3 +216,56 @@ def test_cli_errors_are_one_line(
     assert len(lines) == 1 and lines[0].startswith("gradcam: error:") and message in lines[0], captured.err
     assert captured.out == ""
     assert not (tmp_path / "page.html").exists()
+
+
+def _embedded(page: Path) -> dict[str, Any]:
+    """The explorer's data as a page ships it (the JSON in its ``gcx-data`` script)."""
+    import json
+    import re
+
+    found = re.search(r'<script type="application/json" id="gcx-data">(.*?)</script>', page.read_text(), re.S)
+    assert found, f"no explorer in {page}"
+    return json.loads(found.group(1).replace("<\\/", "</"))
+
+
+@pytest.mark.slow
+def test_the_published_tutorial_and_its_jekyll_post_carry_a_working_explorer(
+    tmp_path: Path, driver: Any, effnet, grid
+) -> None:
+    """The committed tutorial's explorer, on the static page and on the page Jekyll builds from the
+    post: it draws the class typed from the maps it ships, and those are the package's maps of the
+    demo grid (to one level of 255, what another CPU's rounding may move)."""
+    import io
+
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from gradcam_tutorial.publishing import publish
+    from test_jekyll import jekyll_site
+
+    root = Path(__file__).resolve().parents[1]
+    publish.publish(root / "notebooks", root / "notebooks", tmp_path / "build")
+    built = jekyll_site(tmp_path / "build" / "blog", tmp_path / "jekyll")
+    pages = [
+        p
+        for folder in (tmp_path / "build" / "site", built)
+        for p in folder.rglob("*.html")
+        if 'id="gcx"' in p.read_text()
+    ]
+    assert len(pages) == 2, pages
+    model, spec = effnet
+    fresh = compute(grid[0], model, spec)
+    for page in pages:
+        data = _embedded(page)
+        classes, height, width = data["mapShape"]
+        maps = np.frombuffer(base64.b64decode(data["maps"]), dtype=np.uint8).reshape(classes, height, width)
+        assert np.abs(maps.astype(int) - fresh.quantised().astype(int)).max() <= 1, page
+        photo = Image.open(io.BytesIO(base64.b64decode(data["photo"].split(",", 1)[1]))).convert("RGB")
+        _show(driver, page)
+        assert driver.execute_script("return window.scrollY") == 0, "the explorer scrolled the page on load"
+        k = data["names"].index("espresso")
+        driver.find_element(By.ID, "gcx-search").send_keys("espresso")
+        WebDriverWait(driver, 10).until(functools.partial(_is_chosen, k=k))
+        expected = overlay(photo, maps[k] / np.float32(255), alpha=DEFAULT_ALPHA)
+        assert np.abs(_canvas(driver).astype(int) - expected.astype(int)).max() <= 1, page

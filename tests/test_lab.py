@@ -308,12 +308,15 @@ def test_make_lab_opens_the_tutorial_as_a_notebook_and_runs_it_without_errors(tm
             driver.execute_script(_SHOW_CELL_JS, "tutorial.py", figure)
             time.sleep(1)
             driver.save_screenshot(str(tmp_path / "lab-figure.png"))
+        # the explorer's script runs in a trusted output (this session ran it) and marks itself drawn
+        explorer_ready = driver.execute_script("return document.getElementById('gcx')?.dataset.ready === 'true'")
     print(f"Run All Cells took {run.seconds:.1f} s; screenshots in {tmp_path}")
     problems = run.problems()
     assert problems == [], "\n".join(problems)
     counts = [cell["execution_count"] for _, cell, _ in run.code]
     assert counts == list(range(1, len(counts) + 1)), counts  # every code cell, in order, the last one too
     assert sum(c["images"] for c in run.cells) >= 3, "the tutorial's figures were not drawn"
+    assert explorer_ready, "the explorer of every class did not draw in JupyterLab"
     assert (tmp_path / "lab.png").stat().st_size > 20_000
 
 

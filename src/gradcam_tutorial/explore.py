@@ -96,63 +96,79 @@ def page_payload(data: ExplorerData, title: str) -> dict[str, object]:
     }
 
 
-def render_page(data: ExplorerData, title: str) -> str:
-    """The whole HTML page: styles, data and script inline."""
+def render_fragment(data: ExplorerData, title: str) -> str:
+    """The explorer as one ``<div>`` with its styles, data and script inline, for any HTML page: the
+    notebook's output, the site's page and the Jekyll post (one explorer per page: its ids are fixed)."""
     payload = json.dumps(page_payload(data, title), separators=(",", ":")).replace("</", "<\\/")
-    return (
-        TEMPLATE.replace("@TITLE@", html.escape(title))
-        .replace("@ALPHA@", str(DEFAULT_ALPHA))
-        .replace("@DATA@", payload)
-    )
+    return FRAGMENT.replace("@ALPHA@", str(DEFAULT_ALPHA)).replace("@DATA@", payload)
 
 
-TEMPLATE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="icon" href="data:,">
-<title>Grad-CAM explorer: @TITLE@</title>
+def render_page(data: ExplorerData, title: str) -> str:
+    """The whole HTML page around :func:`render_fragment`."""
+    return PAGE.replace("@TITLE@", html.escape(title)).replace("@FRAGMENT@", render_fragment(data, title))
+
+
+@dataclass(frozen=True)
+class Explorer:
+    """What a notebook cell shows: the explorer as HTML, and one line of text where HTML is not shown."""
+
+    data: ExplorerData
+    title: str
+
+    def _repr_html_(self) -> str:
+        return render_fragment(self.data, self.title)
+
+    def __repr__(self) -> str:
+        return f"Grad-CAM explorer of {len(self.data.names)} classes for {self.title} (shown where HTML is)"
+
+
+def explorer(image: Image.Image, model: nn.Module, spec: ModelSpec, title: str = "the picture") -> Explorer:
+    """Every class's map of ``image`` in an explorer that a notebook displays (:class:`Explorer`)."""
+    return Explorer(compute(image, model, spec), title)
+
+
+FRAGMENT = """<div class="gcx" id="gcx">
 <style>
-*{box-sizing:border-box}
-body{margin:0;font:16px/1.4 system-ui,sans-serif;color:#222;background:#fafafa}
-main{max-width:1000px;margin:0 auto;padding:12px;display:flex;flex-wrap:wrap;gap:16px}
-h1{font-size:1.2rem;margin:0 0 8px;overflow-wrap:anywhere;width:100%}
-.view{flex:1 1 320px;min-width:0;max-width:480px}
-.pick{flex:1 1 260px;min-width:0;display:flex;flex-direction:column;gap:8px}
-canvas{display:block;width:100%;height:auto;image-rendering:pixelated;background:#ddd}
-label{display:block;font-size:.9rem}
-input[type=text],input[type=range]{width:100%;font-size:1rem}
-#chosen{font-weight:600;overflow-wrap:anywhere;margin:8px 0}
-ol{list-style:none;margin:0;padding:0;max-height:60vh;overflow-y:auto;border:1px solid #ccc;background:#fff}
-li{display:flex;justify-content:space-between;gap:8px;padding:4px 8px;cursor:pointer}
-li span:first-child{overflow-wrap:anywhere;min-width:0}
-li[aria-selected=true]{background:#ffe08a}
-</style></head>
-<body><main>
-<h1>Grad-CAM of every class: @TITLE@</h1>
+.gcx{display:flex;flex-wrap:wrap;gap:16px;margin:12px 0;font:16px/1.4 system-ui,sans-serif;color:#222}
+.gcx *{box-sizing:border-box}
+.gcx .view{flex:1 1 300px;min-width:0;max-width:480px}
+.gcx .pick{flex:1 1 240px;min-width:0;display:flex;flex-direction:column;gap:8px}
+.gcx canvas{display:block;width:100%;height:auto;image-rendering:pixelated;background:#ddd}
+.gcx label{display:block;font-size:.9rem}
+.gcx input[type=text],.gcx input[type=range]{width:100%;font-size:1rem}
+.gcx .chosen{font-weight:600;overflow-wrap:anywhere;margin:8px 0}
+.gcx p{margin:0}
+.gcx ol{position:relative;list-style:none;margin:0;padding:0;max-height:24rem;overflow-y:auto}
+.gcx ol{border:1px solid #ccc;background:#fff}
+.gcx li{display:flex;justify-content:space-between;gap:8px;padding:4px 8px;cursor:pointer}
+.gcx li span:first-child{overflow-wrap:anywhere;min-width:0}
+.gcx li[aria-selected=true]{background:#ffe08a}
+</style>
 <section class="view">
 <!-- drawn at the network's input resolution (the crop it sees, e.g. 224 x 224 pixels), scaled by CSS -->
-<canvas id="overlay" aria-label="photo with the chosen class's Grad-CAM map"></canvas>
-<p id="chosen" aria-live="polite"></p>
-<label for="alpha">heatmap opacity <output id="alphaValue">@ALPHA@</output></label>
-<input id="alpha" type="range" min="0" max="1" step="0.05" value="@ALPHA@">
+<canvas id="gcx-overlay" aria-label="the picture with the chosen class's Grad-CAM map"></canvas>
+<p id="gcx-chosen" class="chosen" aria-live="polite"></p>
+<label for="gcx-alpha">heatmap opacity <output id="gcx-alphaValue">@ALPHA@</output></label>
+<input id="gcx-alpha" type="range" min="0" max="1" step="0.05" value="@ALPHA@">
 </section>
 <section class="pick">
-<label for="search">class (type to search the 1000 ImageNet classes)</label>
-<input id="search" type="text" list="classNames" autocomplete="off" placeholder="e.g. tabby">
-<datalist id="classNames"></datalist>
-<p>Classes by probability (click one, or use &darr; / &uarr;):</p>
-<ol id="ranking" role="listbox" aria-label="classes by probability"></ol>
+<label for="gcx-search">class (type to search the 1000 ImageNet classes)</label>
+<input id="gcx-search" type="text" list="gcx-classNames" autocomplete="off" placeholder="e.g. tabby">
+<datalist id="gcx-classNames"></datalist>
+<p>Classes by probability (click one, then &darr; / &uarr; step through them):</p>
+<ol id="gcx-ranking" role="listbox" tabindex="0" aria-label="classes by probability"></ol>
 </section>
-</main>
-<script type="application/json" id="data">@DATA@</script>
+<script type="application/json" id="gcx-data">@DATA@</script>
 <script>
+(() => {
 "use strict";
-const D = JSON.parse(document.getElementById("data").textContent);
+const root = document.getElementById("gcx");
+const D = JSON.parse(document.getElementById("gcx-data").textContent);
 const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
 const maps = bytes(D.maps), table = bytes(D.table);
 const [K, MH, MW] = D.mapShape, [W, H] = D.size;
 const order = D.probabilities.map((p, i) => i).sort((a, b) => D.probabilities[b] - D.probabilities[a]);
-const canvas = document.getElementById("overlay");
+const canvas = document.getElementById("gcx-overlay");
 canvas.width = W; canvas.height = H;
 const ctx = canvas.getContext("2d", {willReadFrequently: true});
 let photo = null, current = order[0], alpha = D.alpha;
@@ -188,7 +204,7 @@ function draw() {
   ctx.putImageData(out, 0, 0);
   canvas.dataset.drawn = String(current);
 }
-const ranking = document.getElementById("ranking"), items = new Array(K);
+const ranking = document.getElementById("gcx-ranking"), items = new Array(K);
 order.forEach((k, rank) => {
   const li = document.createElement("li"), name = document.createElement("span"), p = document.createElement("span");
   name.textContent = D.names[k]; p.textContent = pct(D.probabilities[k]);
@@ -196,31 +212,33 @@ order.forEach((k, rank) => {
   li.addEventListener("click", () => select(k));
   ranking.append(li); items[k] = li;
 });
-const datalist = document.getElementById("classNames");
+const datalist = document.getElementById("gcx-classNames");
 for (const name of [...D.names].sort()) {
   const o = document.createElement("option"); o.value = name; datalist.append(o);
 }
 function select(k) {
   if (items[current]) items[current].setAttribute("aria-selected", "false");
   current = k; items[k].setAttribute("aria-selected", "true");
-  items[k].scrollIntoView({block: "nearest"});
-  const chosen = document.getElementById("chosen");
+  const li = items[k];  // scroll the list only, never the page around it
+  if (li.offsetTop < ranking.scrollTop || li.offsetTop + li.offsetHeight > ranking.scrollTop + ranking.clientHeight) {
+    ranking.scrollTop = li.offsetTop - ranking.clientHeight / 2;
+  }
+  const chosen = document.getElementById("gcx-chosen");
   chosen.textContent = D.names[k] + " \u2014 " + pct(D.probabilities[k]) + " (rank " + (order.indexOf(k) + 1) + ")";
   chosen.dataset.index = String(k);
   draw();
 }
-document.getElementById("search").addEventListener("input", (e) => {
+document.getElementById("gcx-search").addEventListener("input", (e) => {
   const want = e.target.value.trim().toLowerCase();
   const k = D.names.findIndex((n) => n.toLowerCase() === want);
   if (k >= 0) select(k);
 });
-const slider = document.getElementById("alpha");
+const slider = document.getElementById("gcx-alpha");
 slider.addEventListener("input", () => {
-  alpha = Number(slider.value); document.getElementById("alphaValue").textContent = slider.value; draw();
+  alpha = Number(slider.value); document.getElementById("gcx-alphaValue").textContent = slider.value; draw();
 });
-document.addEventListener("keydown", (e) => {
+ranking.addEventListener("keydown", (e) => {  // only while the list has focus: the page keeps its own arrows
   if (e.key !== "ArrowDown" && e.key !== "ArrowUp") return;
-  if (e.target instanceof HTMLInputElement) return;  // the search box and slider keep their arrows
   const rank = order.indexOf(current) + (e.key === "ArrowDown" ? 1 : -1);
   if (rank >= 0 && rank < K) select(order[rank]);
   e.preventDefault();
@@ -234,10 +252,26 @@ img.decode().then(() => {
   sctx.drawImage(img, 0, 0);
   photo = sctx.getImageData(0, 0, W, H).data;
   select(current);
-  document.body.dataset.ready = "true";
+  root.dataset.ready = "true";
 });
+})();
 </script>
-</body></html>
+</div>"""
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
+<title>Grad-CAM explorer: @TITLE@</title>
+<style>
+body{margin:0;background:#fafafa}
+main{max-width:1000px;margin:0 auto;padding:12px}
+h1{font:600 1.2rem/1.4 system-ui,sans-serif;margin:0 0 8px;overflow-wrap:anywhere}
+</style></head>
+<body><main>
+<h1>Grad-CAM of every class: @TITLE@</h1>
+@FRAGMENT@
+</main></body></html>
 """
 
 
