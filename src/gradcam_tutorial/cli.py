@@ -380,6 +380,25 @@ def run(args: argparse.Namespace) -> int:
     return _summary(args.out, len(jobs), outcomes)
 
 
+def run_command(
+    parser: argparse.ArgumentParser, argv: Sequence[str], action: Callable[[argparse.Namespace], int]
+) -> int:
+    """Parse ``argv`` and run ``action`` on it, as every ``gradcam`` command does: its status, 2 with
+    one line on stderr for a user error, 130 on Ctrl-C."""
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error already printed as one line
+        return int(done.code or 0)
+    try:
+        return action(args)
+    except (*USER_ERRORS, UsageError) as error:
+        _error_line(str(error))
+        return 2
+    except KeyboardInterrupt:
+        _error_line("interrupted")
+        return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gradcam`` console script and ``python -m gradcam_tutorial``."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -387,18 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .explore import main as explore_main
 
         return explore_main(argv[1:])
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as done:  # --help, or a usage error already printed as one line
-        return int(done.code or 0)
-    try:
-        return run(args)
-    except (*USER_ERRORS, UsageError) as error:
-        _error_line(str(error))
-        return 2
-    except KeyboardInterrupt:
-        _error_line("interrupted")
-        return 130
+    return run_command(build_parser(), argv, run)
 
 
 if __name__ == "__main__":

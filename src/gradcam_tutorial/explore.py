@@ -308,21 +308,14 @@ def write_page(photo: Path, out: Path, model_name: str) -> int:
     return len(page)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``gradcam explore``: exit 0 when the page is written, 2 (one line on stderr) on any user error."""
-    from .cli import USER_ERRORS, UsageError, _error_line
-
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as done:
-        return int(done.code or 0)
-    try:
-        size = write_page(args.photo, args.out, args.model)
-    except (*USER_ERRORS, UsageError) as error:
-        _error_line(str(error))
-        return 2
-    except KeyboardInterrupt:
-        _error_line("interrupted")
-        return 130
+def _write(args: argparse.Namespace) -> int:
+    size = write_page(args.photo, args.out, args.model)
     print(f"gradcam: wrote {args.out} ({size / 1e6:.2f} MB)", file=sys.stderr)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``gradcam explore``: exit 0 when the page is written, 2 (one line on stderr) on any user error."""
+    from .cli import run_command
+
+    return run_command(_parser(), sys.argv[1:] if argv is None else argv, _write)
