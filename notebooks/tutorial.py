@@ -355,15 +355,27 @@ if outside:
 # Below is each one's map, all from one forward pass: where only pooling and the classifier follow
 # the layer, as at EfficientNet's `features`, every class's Grad-CAM map is the classifier's weights
 # applied to the activation (`EveryClassCAM`, checked against `GradCAM` class by class). Type a
-# class name, or click one in the list sorted by probability and step with the arrow keys; the page
-# draws the map over the part of the picture the network sees with the post's JET colours and
-# blend, and the slider sets the heatmap's weight. It runs in the browser, on the published page as
-# in JupyterLab, and `gradcam explore photo.jpg --out page.html` writes the same for any photo.
+# class name, or click one in the list sorted by probability and step with the arrow keys; it draws
+# the map on the picture with the post's JET colours and blend, dashes the part the network sees,
+# and lists the map's share in each region of step 1. The slider sets the heatmap's weight. In
+# JupyterLab it is a widget, so the class you pick reaches the kernel as `view.selected`; the
+# published page runs the same explorer in the browser, and `gradcam explore photo.jpg --out
+# page.html` writes it for any photo.
 
 # %% tags=["nbval-ignore-output"]
-from gradcam_tutorial.explore import explorer
+from IPython.display import display
 
-explorer(image, model, spec, title=f"{IMAGE}, {spec.name}")
+from gradcam_tutorial.publishing.explore_widget import explorer_widget
+
+view = explorer_widget(image, model, spec, title=f"{IMAGE}, {spec.name}", regions=regions)
+display(view)
+
+# %% [markdown]
+# Pick a class above, then run the next cell: it reads your choice. Where nobody has picked one, as
+# on the published page, it is the most probable class.
+
+# %%
+print(f"the explorer shows class {view.selected}: {view.selected_name}")
 
 # %% [markdown]
 # ## What a heatmap does and does not show

@@ -1,7 +1,9 @@
 """``gradcam explore``: the self-contained every-class page, driven in a real headless Chromium.
 
-One page (the demo grid) is written once for the module and opened in one Chromium session; each
-test reloads it. Missing Chromium is a failure, not a skip, as in test_browser.py.
+Two pages are written once for the module: the demo grid (its tiles as regions; Lite0 sees a centre
+crop) and scikit-image's cat photo (451 x 300, so the page ships it scaled down, its quadrants as
+regions). One Chromium session opens them; each test reloads its page. Missing Chromium is a failure,
+not a skip, as in test_browser.py.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gradcam_tutorial.explore import DEFAULT_ALPHA, ExplorerData, compute, render_page
+from gradcam_tutorial.explore import DEFAULT_ALPHA, DISPLAY_SIDE, ExplorerData, compute, render_page
 from gradcam_tutorial.publishing import browser
-from gradcam_tutorial.viz import overlay
+from gradcam_tutorial.viz import heatmap_on_photo, overlay
 
 pytestmark = pytest.mark.browser
 
@@ -36,18 +38,30 @@ return [canvas.width, canvas.height, btoa(text)];
 """
 
 
-@pytest.fixture(scope="module")
-def written(tmp_path_factory: pytest.TempPathFactory, effnet, grid) -> tuple[Path, ExplorerData]:
-    """The demo grid saved as a PNG, and the page written for it with the data it shows."""
-    folder = tmp_path_factory.mktemp("explore")
-    image, _ = grid
-    photo = folder / "grid.png"
+def _write(folder: Path, image: Any, model_and_spec: Any, regions: Any) -> tuple[Path, ExplorerData]:
+    photo = folder / "photo.png"
     image.save(photo)
-    model, spec = effnet
-    data = compute(image, model, spec)
+    model, spec = model_and_spec
+    data = compute(image, model, spec, regions)
     page = folder / "page.html"
     page.write_text(render_page(data, photo.name), encoding="utf-8")
     return page, data
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory, effnet, grid) -> tuple[Path, ExplorerData]:
+    """The page written for the demo grid, with its tiles as regions, and the data it shows."""
+    image, tiles = grid
+    return _write(tmp_path_factory.mktemp("grid"), image, effnet, {tile.label: tile.box for tile in tiles})
+
+
+@pytest.fixture(scope="module")
+def written_photo(tmp_path_factory: pytest.TempPathFactory, effnet) -> tuple[Path, ExplorerData]:
+    """The page written for a photo wider than the page ships (default regions: its quadrants)."""
+    from PIL import Image
+    from skimage import data as samples
+
+    return _write(tmp_path_factory.mktemp("chelsea"), Image.fromarray(samples.chelsea()), effnet, None)
 
 
 @pytest.fixture(scope="module")
@@ -85,17 +99,27 @@ def _canvas(driver: Any) -> np.ndarray:
     return rgba[..., :3]
 
 
+def _assert_same_arithmetic(drawn: np.ndarray, expected: np.ndarray) -> None:
+    """The canvas against viz.overlay of the uint8 map the page ships: only float rounding may differ,
+    which at an exact tie of round(255 * value) (torch in float32, the page in float64) moves one
+    colour level, at a few pixels."""
+    difference = np.abs(drawn.astype(int) - expected.astype(int)).max(-1)
+    assert difference.max() <= 2 and (difference > 1).mean() < 1e-3, (difference.max(), (difference > 1).sum())
+
+
 def _ranking(data: ExplorerData) -> list[int]:
     return sorted(range(len(data.names)), key=lambda k: -float(f"{data.probabilities[k]:.6g}"))
 
 
 @pytest.mark.slow
-def test_search_draws_each_class_as_the_package_overlay(driver: Any, written: tuple[Path, ExplorerData]) -> None:
-    """Typing a class name selects it; the canvas changes and matches viz.overlay of that class's map."""
+@pytest.mark.parametrize("which", ["written", "written_photo"])
+def test_search_draws_each_class_as_the_package_overlay(driver: Any, which: str, request: Any) -> None:
+    """Typing a class name selects it; the canvas changes and matches viz.overlay of that class's map
+    placed on the picture (0 outside the network's crop)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    page, data = written
+    page, data = request.getfixturevalue(which)
     _show(driver, page)
     assert driver.find_element(By.ID, "gcx-alpha").get_attribute("value") == str(DEFAULT_ALPHA)
     previous = _canvas(driver)
@@ -109,15 +133,74 @@ def test_search_draws_each_class_as_the_package_overlay(driver: Any, written: tu
         drawn = _canvas(driver)
         assert drawn.shape == (data.photo.height, data.photo.width, 3)
         assert (drawn != previous).any(), f"the canvas did not change for {name!r}"
-        expected = overlay(data.photo, data.maps[k], alpha=DEFAULT_ALPHA)
+        expected = data.overlay(k)
         difference = np.abs(drawn.astype(int) - expected.astype(int)).reshape(-1, 3).max(0)
         worst = np.maximum(worst, difference)
-        # the page's own arithmetic, on the uint8 map it ships: only float rounding may differ
-        same_map = overlay(data.photo, data.quantised()[k] / np.float32(255), alpha=DEFAULT_ALPHA)
-        assert np.abs(drawn.astype(int) - same_map.astype(int)).max() <= 1
+        _assert_same_arithmetic(drawn, data.overlay(k, quantised=True))
         previous = drawn
     print(f"largest canvas - viz.overlay difference per channel (R, G, B): {worst.tolist()} / 255")
     assert (worst <= TOLERANCE).all(), worst
+
+
+_SHARES_JS = """
+return [...document.querySelectorAll('#gcx-shares tbody tr')].map(
+  (tr) => [tr.cells[0].textContent, tr.cells[2].textContent, tr.cells[1].firstChild.style.width]);
+"""
+_CROP_JS = """
+const c = document.getElementById('gcx-overlay').getBoundingClientRect();
+const b = document.getElementById('gcx-crop').getBoundingClientRect();
+return [b.left - c.left, b.top - c.top, b.right - c.left, b.bottom - c.top, c.width, c.height];
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["written", "written_photo"])
+def test_each_class_shows_its_region_shares_and_the_crop_is_outlined(driver: Any, which: str, request: Any) -> None:
+    """The share table follows the chosen class (the package's shares, in whole percent); a dashed
+    box over the canvas, outside its pixels, marks the part of the picture the network sees."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page, data = request.getfixturevalue(which)
+    _show(driver, page, 375, 812)
+    for name in SEARCHED:
+        k = data.names.index(name)
+        search = driver.find_element(By.ID, "gcx-search")
+        search.clear()
+        search.send_keys(name)
+        WebDriverWait(driver, 10).until(functools.partial(_is_chosen, k=k))
+        rows = driver.execute_script(_SHARES_JS)
+        assert [row[0] for row in rows] == list(data.regions)
+        assert [row[1] for row in rows] == [f"{100 * share:.0f}%" for share in data.shares[k]]
+        bars = [float(row[2].removesuffix("%")) for row in rows]
+        np.testing.assert_allclose(bars, 100 * data.shares[k], atol=0.06)
+    left, top, right, bottom, width, height = driver.execute_script(_CROP_JS)
+    scale = width / data.photo.width
+    assert height / data.photo.height == pytest.approx(scale, rel=1e-3)
+    drawn = np.array([left, top, right, bottom]) / scale
+    assert np.abs(drawn - np.array(data.box)).max() < 1.0, (drawn, data.box)
+    assert driver.find_element(By.ID, "gcx-crop").is_displayed()
+
+
+def test_shares_are_the_tutorials_and_the_box_is_the_networks(written_photo: tuple[Path, ExplorerData], effnet) -> None:
+    """The page's shares of a class are region_shares of the map explain() places on the full photo;
+    the shipped picture is the photo scaled to DISPLAY_SIDE, and the box scaled with it."""
+    from PIL import Image
+    from skimage import data as samples
+
+    from gradcam_tutorial.explain import explain
+    from gradcam_tutorial.regions import quadrants, region_shares
+
+    _, data = written_photo
+    model, spec = effnet
+    image = Image.fromarray(samples.chelsea())
+    k = int(data.probabilities.argmax())
+    explained = explain(image, model, spec, k)
+    expected = region_shares(explained.heatmap(0), list(quadrants(image.size).values()))
+    np.testing.assert_allclose(data.shares[k], expected, atol=1e-4)
+    scale = DISPLAY_SIDE / image.width
+    assert data.photo.size == (DISPLAY_SIDE, round(image.height * scale))
+    assert data.box == tuple(round(v * scale) for v in explained.pixel_box)
 
 
 @pytest.mark.slow
@@ -174,10 +257,11 @@ def test_no_sideways_scrolling(driver: Any, written: tuple[Path, ExplorerData], 
     assert scroll <= inner
 
 
-def test_page_is_small(written: tuple[Path, ExplorerData]) -> None:
+def test_page_is_small(written: tuple[Path, ExplorerData], written_photo: tuple[Path, ExplorerData]) -> None:
     page, data = written
     assert page.stat().st_size < MAX_PAGE_BYTES, page.stat().st_size
     assert data.maps.shape == (1000, 7, 7)
+    assert max(data.photo.size) == DISPLAY_SIDE == max(written_photo[1].photo.size)
     text = page.read_text(encoding="utf-8")
     assert "http://" not in text and "https://" not in text
 
@@ -267,5 +351,6 @@ def test_the_published_tutorial_and_its_jekyll_post_carry_a_working_explorer(
         k = data["names"].index("espresso")
         driver.find_element(By.ID, "gcx-search").send_keys("espresso")
         WebDriverWait(driver, 10).until(functools.partial(_is_chosen, k=k))
-        expected = overlay(photo, maps[k] / np.float32(255), alpha=DEFAULT_ALPHA)
-        assert np.abs(_canvas(driver).astype(int) - expected.astype(int)).max() <= 1, page
+        placed = heatmap_on_photo(maps[k] / np.float32(255), photo.size, tuple(data["box"]))
+        expected = overlay(photo, placed, alpha=DEFAULT_ALPHA)
+        _assert_same_arithmetic(_canvas(driver), expected)

@@ -8,6 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from gradcam_tutorial.publishing.execution import WIDGET_VIEW, drop_widget_views
 from gradcam_tutorial.publishing.notebooks import pair_problems
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -45,7 +46,20 @@ def test_notebook_is_ready_for_nbval_and_publishing(source):
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
             assert output.output_type != "error", f"{source.name}: a cell raised"
+            assert WIDGET_VIEW not in output.get("data", {}), f"{source.name}: a widget view outlives its kernel"
             text = output.get("text", "") + json.dumps(output.get("data", {}).get("text/plain", ""))
             assert "Traceback" not in text
             if output.output_type == "stream":
                 assert output.name == "stdout", f"{source.name}: stderr output (warnings, progress bars) is not stable"
+
+
+def test_a_widget_with_an_html_fallback_is_committed_as_its_html():
+    """The explorer's output keeps its HTML; a widget without a fallback keeps its view."""
+    notebook = nbformat.v4.new_notebook(metadata={"widgets": {"state": {}}})
+    both = nbformat.v4.new_output("display_data", data={WIDGET_VIEW: {"model_id": "a"}, "text/html": "<p>x</p>"})
+    alone = nbformat.v4.new_output("display_data", data={WIDGET_VIEW: {"model_id": "b"}, "text/plain": "w"})
+    notebook.cells = [nbformat.v4.new_code_cell("w", outputs=[both, alone])]
+    drop_widget_views(notebook)
+    assert dict(notebook.cells[0].outputs[0].data) == {"text/html": "<p>x</p>"}
+    assert WIDGET_VIEW in notebook.cells[0].outputs[1].data
+    assert "widgets" not in notebook.metadata

@@ -1,14 +1,14 @@
 """``gradcam explore PHOTO --out PAGE.html``: one self-contained page with the map of every class.
 
-The page needs no server and fetches nothing: the photo (the crop the network sees, at the network's
-input size, as a PNG data URL), every class's Grad-CAM map (min-max normalised as
-:func:`~.cam.normalize_maps` does, then quantised to uint8: ``1000 x h x w`` bytes in base64), the
-class names, their probabilities and the colour table of :func:`~.viz.colour_table` all ship inside
-it. Its script draws a class's overlay the way :func:`~.viz.overlay` does: bilinear upsampling with
-pixel centres aligned (``align_corners=False``), ``round(255 * value)`` half to even into the table,
-and ``(1 - alpha) * photo + alpha * colour`` rounded half to even, so the canvas matches the
-package's own overlay of that class (the page's maps are quantised, which costs at most one colour
-level; the tests measure the difference).
+The page needs no server and fetches nothing: the picture (at most :data:`DISPLAY_SIDE` pixels on
+its longer side, as a PNG data URL) with the box the network sees in it, every class's Grad-CAM map
+(min-max normalised as :func:`~.cam.normalize_maps` does, then quantised to uint8: ``1000 x h x w``
+bytes in base64), each map's share in named regions of the picture, the class names, their
+probabilities and the colour table of :func:`~.viz.colour_table` all ship inside it. Its script
+(``assets/explorer.js``, which the JupyterLab widget of :mod:`.publishing.explore_widget` runs too)
+draws a class's overlay as :func:`~.viz.overlay` does on :func:`~.viz.heatmap_on_photo`'s map (see
+:meth:`ExplorerData.overlay`), so the canvas matches the package's own overlay of that class: the
+maps are quantised, which costs at most one colour level, and the tests measure the difference.
 """
 
 from __future__ import annotations
@@ -19,13 +19,17 @@ import html
 import io
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+
+from .regions import Box, placed_shares, quadrants
 
 if TYPE_CHECKING:
     from torch import nn
@@ -34,42 +38,65 @@ if TYPE_CHECKING:
 
 PROG = "gradcam explore"
 DEFAULT_ALPHA = 0.4  # viz.overlay's default heatmap weight
+DISPLAY_SIDE = 384  # the shipped picture's longer side at most, in pixels: the page stays small
 
 
 @dataclass(frozen=True)
 class ExplorerData:
-    """What the page shows: the network's view of the photo and every class's normalised map."""
+    """What the explorer shows: the picture, where the network looks in it, and every class's map."""
 
-    photo: Image.Image  # the crop the network sees, resized to its input size (RGB)
+    photo: Image.Image  # the whole picture (RGB), scaled to at most DISPLAY_SIDE pixels a side
+    box: tuple[int, int, int, int]  # the network's view in photo's pixels (left, top, right, bottom)
     maps: np.ndarray  # (classes, h, w) float32 in [0, 1], as normalize_maps gives them
     probabilities: np.ndarray  # (classes,) float64, softmax of the logits
     names: tuple[str, ...]
+    regions: tuple[str, ...]  # names of the regions that shares divides each map between
+    shares: np.ndarray  # (classes, regions): share of each map's mass, on the full-size picture
 
     def quantised(self) -> np.ndarray:
         """The maps as the page gets them: ``round(255 * map)`` as uint8."""
         return np.round(self.maps.astype(np.float64) * 255).astype(np.uint8)
 
+    def overlay(self, k: int, alpha: float = DEFAULT_ALPHA, quantised: bool = False) -> np.ndarray:
+        """What the page draws for class ``k``: :func:`~.viz.overlay` of its map placed in the box
+        (from the page's uint8 map with ``quantised``)."""
+        from .viz import heatmap_on_photo, overlay
 
-def network_view(image: Image.Image, spec: ModelSpec) -> Image.Image:
-    """The photo as the network sees it: ``spec.pixel_box`` cropped, resized by the spec's own Resize."""
-    resize = spec.transform.transforms[0]
-    crop = image.convert("RGB").crop(spec.pixel_box(image.size))
-    return resize(crop)
+        small = self.quantised()[k] / np.float32(255) if quantised else self.maps[k]
+        return overlay(self.photo, heatmap_on_photo(small, self.photo.size, self.box), alpha=alpha)
 
 
-def compute(image: Image.Image, model: nn.Module, spec: ModelSpec) -> ExplorerData:
-    """Every class's Grad-CAM map for ``image`` in one pass (:class:`~.every_class.EveryClassCAM`)."""
+def display_picture(image: Image.Image, box: Sequence[int]) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """The picture scaled to at most :data:`DISPLAY_SIDE` pixels a side, and ``box`` scaled with it."""
+    scale = min(1.0, DISPLAY_SIDE / max(image.size))
+    if scale == 1.0:
+        return image, (int(box[0]), int(box[1]), int(box[2]), int(box[3]))
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    left, top, right, bottom = (round(v * scale) for v in box)
+    return image.resize(size, Image.Resampling.LANCZOS), (left, top, max(right, left + 1), max(bottom, top + 1))
+
+
+def compute(
+    image: Image.Image, model: nn.Module, spec: ModelSpec, regions: Mapping[str, Box] | None = None
+) -> ExplorerData:
+    """Every class's Grad-CAM map for ``image`` in one pass (:class:`~.every_class.EveryClassCAM`), and
+    each map's share in ``regions`` (boxes in the picture's pixels; default: its quadrants)."""
     import torch
 
     from .cam import normalize_maps
     from .every_class import EveryClassCAM
+    from .images import to_rgb
 
-    x = spec.preprocess(image.convert("RGB"))
+    image = to_rgb(image)
+    regions = quadrants(image.size) if regions is None else regions
     with EveryClassCAM(model, spec.target_layer, head=spec.classifier) as cam:
-        result = cam.compute(x)
+        result = cam.compute(spec.preprocess(image))
     maps = normalize_maps(result.maps.detach().float())[0].cpu().numpy().astype(np.float32)
     probabilities = torch.softmax(result.logits.detach().double(), dim=1)[0].cpu().numpy()
-    return ExplorerData(network_view(image, spec), maps, probabilities, tuple(spec.categories))
+    pixel_box = spec.pixel_box(image.size)
+    shares = placed_shares(maps, image.size, pixel_box, list(regions.values()))
+    photo, box = display_picture(image, pixel_box)
+    return ExplorerData(photo, box, maps, probabilities, tuple(spec.categories), tuple(regions), shares)
 
 
 def _png_data_url(image: Image.Image) -> str:
@@ -87,20 +114,40 @@ def page_payload(data: ExplorerData, title: str) -> dict[str, object]:
         "title": title,
         "photo": _png_data_url(data.photo),
         "size": [data.photo.width, data.photo.height],
+        "box": list(data.box),
         "mapShape": [classes, height, width],
         "maps": base64.b64encode(data.quantised().tobytes()).decode("ascii"),
         "names": list(data.names),
         "probabilities": [float(f"{p:.6g}") for p in data.probabilities],
+        "regions": list(data.regions),
+        "shares": np.round(data.shares, 4).tolist(),
         "table": base64.b64encode(np.ascontiguousarray(colour_table("jet")).tobytes()).decode("ascii"),
         "alpha": DEFAULT_ALPHA,
     }
 
 
+@cache
+def asset(name: str) -> str:
+    """One of the explorer's files in ``assets/``: its script, styles and markup."""
+    return resources.files(__package__).joinpath("assets", name).read_text(encoding="utf-8")
+
+
+def payload_json(data: ExplorerData, title: str) -> str:
+    """:func:`page_payload` as JSON that is safe inside a ``<script>`` element."""
+    return json.dumps(page_payload(data, title), separators=(",", ":")).replace("</", "<\\/")
+
+
 def render_fragment(data: ExplorerData, title: str) -> str:
     """The explorer as one ``<div>`` with its styles, data and script inline, for any HTML page: the
     notebook's output, the site's page and the Jekyll post (one explorer per page: its ids are fixed)."""
-    payload = json.dumps(page_payload(data, title), separators=(",", ":")).replace("</", "<\\/")
-    return FRAGMENT.replace("@ALPHA@", str(DEFAULT_ALPHA)).replace("@DATA@", payload)
+    return (
+        f'<div class="gcx" id="gcx">\n<style>\n{asset("explorer.css")}</style>\n{asset("explorer.html")}'
+        f'<script type="application/json" id="gcx-data">{payload_json(data, title)}</script>\n'
+        f"<script>\n(() => {{\n{asset('explorer.js')}"
+        'const root = document.getElementById("gcx");\n'
+        'mountExplorer(root, JSON.parse(root.querySelector("#gcx-data").textContent));\n'
+        "})();\n</script>\n</div>"
+    )
 
 
 def render_page(data: ExplorerData, title: str) -> str:
@@ -115,6 +162,15 @@ class Explorer:
     data: ExplorerData
     title: str
 
+    @property
+    def selected(self) -> int:
+        """The class shown first, the most probable (an HTML page cannot tell the kernel a click)."""
+        return int(self.data.probabilities.argmax())
+
+    @property
+    def selected_name(self) -> str:
+        return self.data.names[self.selected]
+
     def _repr_html_(self) -> str:
         return render_fragment(self.data, self.title)
 
@@ -122,141 +178,17 @@ class Explorer:
         return f"Grad-CAM explorer of {len(self.data.names)} classes for {self.title} (shown where HTML is)"
 
 
-def explorer(image: Image.Image, model: nn.Module, spec: ModelSpec, title: str = "the picture") -> Explorer:
-    """Every class's map of ``image`` in an explorer that a notebook displays (:class:`Explorer`)."""
-    return Explorer(compute(image, model, spec), title)
+def explorer(
+    image: Image.Image,
+    model: nn.Module,
+    spec: ModelSpec,
+    title: str = "the picture",
+    regions: Mapping[str, Box] | None = None,
+) -> Explorer:
+    """Every class's map of ``image`` in an explorer that a notebook shows as HTML (:class:`Explorer`);
+    in JupyterLab, :func:`~.publishing.explore_widget.explorer_widget` also tells the kernel the pick."""
+    return Explorer(compute(image, model, spec, regions), title)
 
-
-FRAGMENT = """<div class="gcx" id="gcx">
-<style>
-.gcx{display:flex;flex-wrap:wrap;gap:16px;margin:12px 0;font:16px/1.4 system-ui,sans-serif;color:#222}
-.gcx *{box-sizing:border-box}
-.gcx .view{flex:1 1 300px;min-width:0;max-width:480px}
-.gcx .pick{flex:1 1 240px;min-width:0;display:flex;flex-direction:column;gap:8px}
-.gcx canvas{display:block;width:100%;height:auto;image-rendering:pixelated;background:#ddd}
-.gcx label{display:block;font-size:.9rem}
-.gcx input[type=text],.gcx input[type=range]{width:100%;font-size:1rem}
-.gcx .chosen{font-weight:600;overflow-wrap:anywhere;margin:8px 0}
-.gcx p{margin:0}
-.gcx ol{position:relative;list-style:none;margin:0;padding:0;max-height:24rem;overflow-y:auto}
-.gcx ol{border:1px solid #ccc;background:#fff}
-.gcx li{display:flex;justify-content:space-between;gap:8px;padding:4px 8px;cursor:pointer}
-.gcx li span:first-child{overflow-wrap:anywhere;min-width:0}
-.gcx li[aria-selected=true]{background:#ffe08a}
-</style>
-<section class="view">
-<!-- drawn at the network's input resolution (the crop it sees, e.g. 224 x 224 pixels), scaled by CSS -->
-<canvas id="gcx-overlay" aria-label="the picture with the chosen class's Grad-CAM map"></canvas>
-<p id="gcx-chosen" class="chosen" aria-live="polite"></p>
-<label for="gcx-alpha">heatmap opacity <output id="gcx-alphaValue">@ALPHA@</output></label>
-<input id="gcx-alpha" type="range" min="0" max="1" step="0.05" value="@ALPHA@">
-</section>
-<section class="pick">
-<label for="gcx-search">class (type to search the 1000 ImageNet classes)</label>
-<input id="gcx-search" type="text" list="gcx-classNames" autocomplete="off" placeholder="e.g. tabby">
-<datalist id="gcx-classNames"></datalist>
-<p>Classes by probability (click one, then &darr; / &uarr; step through them):</p>
-<ol id="gcx-ranking" role="listbox" tabindex="0" aria-label="classes by probability"></ol>
-</section>
-<script type="application/json" id="gcx-data">@DATA@</script>
-<script>
-(() => {
-"use strict";
-const root = document.getElementById("gcx");
-const D = JSON.parse(document.getElementById("gcx-data").textContent);
-const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-const maps = bytes(D.maps), table = bytes(D.table);
-const [K, MH, MW] = D.mapShape, [W, H] = D.size;
-const order = D.probabilities.map((p, i) => i).sort((a, b) => D.probabilities[b] - D.probabilities[a]);
-const canvas = document.getElementById("gcx-overlay");
-canvas.width = W; canvas.height = H;
-const ctx = canvas.getContext("2d", {willReadFrequently: true});
-let photo = null, current = order[0], alpha = D.alpha;
-// round half to even, as NumPy's round and OpenCV's saturate_cast do
-const rint = (v) => { const r = Math.round(v); return (r - v === 0.5 && r % 2 !== 0) ? r - 1 : r; };
-// source coordinates of bilinear upsampling with pixel centres aligned (align_corners=False)
-function axis(outN, inN) {
-  const lo = new Int32Array(outN), hi = new Int32Array(outN), t = new Float64Array(outN);
-  const scale = inN / outN;
-  for (let i = 0; i < outN; i++) {
-    const s = Math.max((i + 0.5) * scale - 0.5, 0), f = Math.floor(s);
-    lo[i] = f; hi[i] = Math.min(f + 1, inN - 1); t[i] = s - f;
-  }
-  return {lo, hi, t};
-}
-const ax = axis(W, MW), ay = axis(H, MH);
-const pct = (p) => (100 * p).toFixed(p >= 0.001 ? 1 : 3) + "%";
-function draw() {
-  if (!photo) return;
-  const out = ctx.createImageData(W, H), o = out.data, m = current * MH * MW;
-  for (let y = 0; y < H; y++) {
-    const r0 = m + ay.lo[y] * MW, r1 = m + ay.hi[y] * MW, ty = ay.t[y];
-    for (let x = 0; x < W; x++) {
-      const x0 = ax.lo[x], x1 = ax.hi[x], tx = ax.t[x];
-      const top = maps[r0 + x0] + (maps[r0 + x1] - maps[r0 + x0]) * tx;
-      const bottom = maps[r1 + x0] + (maps[r1 + x1] - maps[r1 + x0]) * tx;
-      const v = (top + (bottom - top) * ty) / 255;
-      const level = rint(255 * Math.min(Math.max(v, 0), 1)) * 3, p = 4 * (y * W + x);
-      for (let c = 0; c < 3; c++) o[p + c] = rint((1 - alpha) * photo[p + c] + alpha * table[level + c]);
-      o[p + 3] = 255;
-    }
-  }
-  ctx.putImageData(out, 0, 0);
-  canvas.dataset.drawn = String(current);
-}
-const ranking = document.getElementById("gcx-ranking"), items = new Array(K);
-order.forEach((k, rank) => {
-  const li = document.createElement("li"), name = document.createElement("span"), p = document.createElement("span");
-  name.textContent = D.names[k]; p.textContent = pct(D.probabilities[k]);
-  li.append(name, p); li.dataset.index = String(k); li.setAttribute("role", "option");
-  li.addEventListener("click", () => select(k));
-  ranking.append(li); items[k] = li;
-});
-const datalist = document.getElementById("gcx-classNames");
-for (const name of [...D.names].sort()) {
-  const o = document.createElement("option"); o.value = name; datalist.append(o);
-}
-function select(k) {
-  if (items[current]) items[current].setAttribute("aria-selected", "false");
-  current = k; items[k].setAttribute("aria-selected", "true");
-  const li = items[k];  // scroll the list only, never the page around it
-  if (li.offsetTop < ranking.scrollTop || li.offsetTop + li.offsetHeight > ranking.scrollTop + ranking.clientHeight) {
-    ranking.scrollTop = li.offsetTop - ranking.clientHeight / 2;
-  }
-  const chosen = document.getElementById("gcx-chosen");
-  chosen.textContent = D.names[k] + " \u2014 " + pct(D.probabilities[k]) + " (rank " + (order.indexOf(k) + 1) + ")";
-  chosen.dataset.index = String(k);
-  draw();
-}
-document.getElementById("gcx-search").addEventListener("input", (e) => {
-  const want = e.target.value.trim().toLowerCase();
-  const k = D.names.findIndex((n) => n.toLowerCase() === want);
-  if (k >= 0) select(k);
-});
-const slider = document.getElementById("gcx-alpha");
-slider.addEventListener("input", () => {
-  alpha = Number(slider.value); document.getElementById("gcx-alphaValue").textContent = slider.value; draw();
-});
-ranking.addEventListener("keydown", (e) => {  // only while the list has focus: the page keeps its own arrows
-  if (e.key !== "ArrowDown" && e.key !== "ArrowUp") return;
-  const rank = order.indexOf(current) + (e.key === "ArrowDown" ? 1 : -1);
-  if (rank >= 0 && rank < K) select(order[rank]);
-  e.preventDefault();
-});
-const img = new Image();
-img.src = D.photo;
-img.decode().then(() => {
-  const scratch = document.createElement("canvas");
-  scratch.width = W; scratch.height = H;
-  const sctx = scratch.getContext("2d", {willReadFrequently: true});
-  sctx.drawImage(img, 0, 0);
-  photo = sctx.getImageData(0, 0, W, H).data;
-  select(current);
-  root.dataset.ready = "true";
-});
-})();
-</script>
-</div>"""
 
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">

@@ -40,6 +40,24 @@ def inject_parameters(notebook: nbformat.NotebookNode, parameters: Mapping[str, 
     notebook.cells.insert(tagged[0] + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]}))
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def drop_widget_views(notebook: nbformat.NotebookNode) -> None:
+    """Keep only the HTML of outputs that are a widget with an HTML fallback (the explorer).
+
+    A widget's view lives in the kernel that made it: in the committed notebook, an exported page or
+    a JupyterLab without that kernel it would be a broken widget, and its model id changes with every
+    run. The widget's state is not saved either (``store_widget_state=False``).
+    """
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if WIDGET_VIEW in data and "text/html" in data:
+                del data[WIDGET_VIEW]
+    notebook.metadata.pop("widgets", None)
+
+
 def execute(
     source: Path,
     out_dir: Path | None = None,
@@ -60,10 +78,12 @@ def execute(
         timeout=timeout,
         kernel_name="python3",
         record_timing=False,
+        store_widget_state=False,
         resources={"metadata": {"path": str(source.parent.resolve())}},
     )
     with _environment(env or {}):
         client.execute()
+    drop_widget_views(notebook)
     notebook.metadata["gradcam_tutorial"] = {"executed": _dt.date.today().isoformat()}
     target = (out_dir or source.parent) / (source.stem + ".ipynb")
     target.parent.mkdir(parents=True, exist_ok=True)
