@@ -278,6 +278,33 @@ def test_cli_writes_the_page(tmp_path: Path, grid) -> None:
     assert '"mapShape":[1000,7,7]' in out.read_text(encoding="utf-8")
 
 
+def test_cli_layer_option_explores_another_layer(
+    tmp_path: Path, grid, effnet, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--layer`` as in ``gradcam``: the page holds that layer's maps (GradCAM's, class by class); a
+    layer the model does not have is one error line."""
+    from gradcam_tutorial.cam import GradCAM
+    from gradcam_tutorial.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    grid[0].save(tmp_path / "photo.png")
+    assert main(["explore", "photo.png", "--layer", "_blocks.10", "--out", "page.html"]) == 0
+    capsys.readouterr()
+    data = _embedded(tmp_path / "page.html")
+    classes, height, width = data["mapShape"]
+    assert (classes, height, width) == (1000, 14, 14) and data["title"] == "photo.png, layer _blocks.10"
+    maps = np.frombuffer(base64.b64decode(data["maps"]), dtype=np.uint8).reshape(classes, height, width)
+    model, spec = effnet
+    picked = [data["names"].index(name) for name in SEARCHED]
+    with GradCAM(model, "_blocks.10") as cam:
+        expected = cam.compute(spec.preprocess(grid[0]), [picked]).normalized()[0].numpy()
+    assert np.abs(maps[picked].astype(int) - np.round(255 * expected).astype(int)).max() <= 1
+    assert main(["explore", "photo.png", "--layer", "_blocks.99", "--out", "other.html"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gradcam: error:") and "_blocks.99" in lines[0], lines
+    assert not (tmp_path / "other.html").exists()
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [(["missing.png"], "missing.png: no such file"), (["photo.png", "--model", "nope"], "unknown model 'nope'")],

@@ -77,19 +77,29 @@ def display_picture(image: Image.Image, box: Sequence[int]) -> tuple[Image.Image
 
 
 def compute(
-    image: Image.Image, model: nn.Module, spec: ModelSpec, regions: Mapping[str, Box] | None = None
+    image: Image.Image,
+    model: nn.Module,
+    spec: ModelSpec,
+    regions: Mapping[str, Box] | None = None,
+    layer: nn.Module | str | None = None,
 ) -> ExplorerData:
-    """Every class's Grad-CAM map for ``image`` in one pass (:class:`~.every_class.EveryClassCAM`), and
-    each map's share in ``regions`` (boxes in the picture's pixels; default: its quadrants)."""
+    """Every class's Grad-CAM map for ``image`` at ``layer`` (default: the spec's) in one pass
+    (:class:`~.every_class.EveryClassCAM`: from the classifier's weights at the spec's layer, by
+    forward mode at any other), and each map's share in ``regions`` (boxes in the picture's pixels;
+    default: its quadrants)."""
     import torch
 
     from .cam import normalize_maps
     from .every_class import EveryClassCAM
     from .images import to_rgb
+    from .layers import resolve_layer
 
     image = to_rgb(image)
     regions = quadrants(image.size) if regions is None else regions
-    with EveryClassCAM(model, spec.target_layer, head=spec.classifier) as cam:
+    default = resolve_layer(model, spec.target_layer)[1]
+    chosen = default if layer is None else resolve_layer(model, layer)[1]
+    head = spec.classifier if chosen is default else None
+    with EveryClassCAM(model, chosen, head=head) as cam:
         result = cam.compute(spec.preprocess(image))
     maps = normalize_maps(result.maps.detach().float())[0].cpu().numpy().astype(np.float32)
     probabilities = torch.softmax(result.logits.detach().double(), dim=1)[0].cpu().numpy()
@@ -220,10 +230,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model", default="efficientnet_lite0", help=f"one of {', '.join(REGISTRY)} (default: %(default)s)"
     )
+    parser.add_argument("--layer", help="dotted module name of the target layer (default: the model's own)")
     return parser
 
 
-def write_page(photo: Path, out: Path, model_name: str) -> int:
+def write_page(photo: Path, out: Path, model_name: str, layer: str | None = None) -> int:
     """Compute every class's map for ``photo`` and write the page to ``out``; returns its size in bytes."""
     from .cli import UsageError
     from .images import load_image
@@ -232,7 +243,9 @@ def write_page(photo: Path, out: Path, model_name: str) -> int:
     get_spec(model_name)  # an unknown model stops before the photo is read
     image = load_image(photo)
     model, spec = create_model(model_name)
-    page = render_page(compute(image, model, spec), photo.name).encode("utf-8")
+    data = compute(image, model, spec, layer=layer)
+    title = photo.name if layer is None else f"{photo.name}, layer {layer}"
+    page = render_page(data, title).encode("utf-8")
     try:
         out.write_bytes(page)
     except OSError as error:
@@ -241,7 +254,7 @@ def write_page(photo: Path, out: Path, model_name: str) -> int:
 
 
 def _write(args: argparse.Namespace) -> int:
-    size = write_page(args.photo, args.out, args.model)
+    size = write_page(args.photo, args.out, args.model, args.layer)
     print(f"gradcam: wrote {args.out} ({size / 1e6:.2f} MB)", file=sys.stderr)
     return 0
 
