@@ -18,7 +18,8 @@ import traitlets
 
 from gradcam_tutorial.explore import ExplorerData, render_fragment
 from gradcam_tutorial.publishing import browser
-from gradcam_tutorial.publishing.explore_widget import WIDGET_MIME, ExplorerWidget, explorer_widget, widget_module
+from gradcam_tutorial.publishing.execution import WIDGET_VIEW
+from gradcam_tutorial.publishing.explore_widget import ExplorerWidget, explorer_widget, widget_module
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def widget(effnet, grid) -> ExplorerWidget:
 def test_the_output_is_the_widget_with_the_html_explorer_beside_it(widget: ExplorerWidget) -> None:
     """JupyterLab renders the widget view; anything without the kernel's widget shows the HTML."""
     bundle, _ = widget._repr_mimebundle_()
-    assert bundle[WIDGET_MIME]["model_id"] == widget.model_id
+    assert bundle[WIDGET_VIEW]["model_id"] == widget.model_id
     assert bundle["text/html"] == render_fragment(widget.explorer_data, "the grid")
     assert json.loads(widget.data)["mapShape"] == [1000, 7, 7]
 

@@ -150,9 +150,14 @@ def payload_json(data: ExplorerData, title: str) -> str:
 def render_fragment(data: ExplorerData, title: str) -> str:
     """The explorer as one ``<div>`` with its styles, data and script inline, for any HTML page: the
     notebook's output, the site's page and the Jekyll post (one explorer per page: its ids are fixed)."""
+    return fragment(payload_json(data, title))
+
+
+def fragment(payload: str) -> str:
+    """:func:`render_fragment` around an already encoded :func:`payload_json` (the widget keeps one)."""
     return (
         f'<div class="gcx" id="gcx">\n<style>\n{asset("explorer.css")}</style>\n{asset("explorer.html")}'
-        f'<script type="application/json" id="gcx-data">{payload_json(data, title)}</script>\n'
+        f'<script type="application/json" id="gcx-data">{payload}</script>\n'
         f"<script>\n(() => {{\n{asset('explorer.js')}"
         'const root = document.getElementById("gcx");\n'
         'mountExplorer(root, JSON.parse(root.querySelector("#gcx-data").textContent));\n'

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anywidget
 import traitlets
 
-from ..explore import ExplorerData, asset, compute, payload_json, render_fragment
+from ..explore import ExplorerData, asset, compute, fragment, payload_json
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 
     from ..models import ModelSpec
     from ..regions import Box
-
-WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 _RENDER = """
 export default {
@@ -80,7 +78,7 @@ class ExplorerWidget(anywidget.AnyWidget):
         if bundle is None:
             return None
         data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
-        return {**data, "text/html": render_fragment(self.explorer_data, self.title)}, metadata
+        return {**data, "text/html": fragment(self.data)}, metadata  # the payload encoded once, in __init__
 
     def __repr__(self) -> str:
         return f"Grad-CAM explorer of {len(self.explorer_data.names)} classes for {self.title}"
