@@ -149,6 +149,7 @@ bench: venv
 	$(BIN)/python benchmarks/bench_memory.py --out build/bench-memory.json
 	$(BIN)/python benchmarks/bench_road.py --out build/bench-road.json
 	$(BIN)/python benchmarks/bench_every_class.py --out build/bench-every-class.json
+	$(BIN)/python benchmarks/bench_full_run.py --out build/bench-full-run.json
 
 soak: venv
 	$(BIN)/python benchmarks/soak.py --calls 500 --constructions 50

@@ -92,7 +92,7 @@ def declared() -> dict[str, set[str]]:
         return found
 
     core = names(project["dependencies"])
-    allowed = {"evaluation": ["evaluation"], "publishing": ["notebooks", "dev"]}
+    allowed = {"evaluation": ["evaluation", "full-run", "ray"], "publishing": ["notebooks", "dev"]}
     return {
         "core": core,
         **{layer: core.union(*(names(extras[e]) for e in chosen)) for layer, chosen in allowed.items()},
@@ -102,7 +102,7 @@ def declared() -> dict[str, set[str]]:
 def test_declared_follows_the_projects_own_extras():
     """The notebooks extra names the evaluation extra instead of repeating its peers: they count."""
     layers = declared()
-    assert {"grad-cam", "captum", "torchcam"} <= layers["evaluation"]
+    assert {"grad-cam", "captum", "torchcam", "pyarrow", "ray"} <= layers["evaluation"]
     assert {"grad-cam", "jupytext", "nbval", "selenium"} <= layers["publishing"]
     assert "gradcam-tutorial" not in layers["publishing"]
     assert not {"jupytext", "pytest"} & layers["core"]

@@ -28,41 +28,85 @@ from gradcam_tutorial.models import ModelSpec, get_spec
 
 N_PHOTOS = 4  # faithfulness photos, of which CHECK_PHOTOS also run at twice the steps
 CHECK_PHOTOS = 2
-VAL_PHOTOS = 8
+VAL_PHOTOS = 20
 VARIANT_PHOTOS = 2
 STEPS = 4
 METHODS = {"gradcam", "random", "center", "last_conv"}
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "report-full.json"
 
 
+def _arguments(out: Path, *extra: str) -> list[str]:
+    """The small run every end-to-end test here makes (units of one photo, so shards split every stage)."""
+    counts = {
+        "--val-photos": VAL_PHOTOS,
+        "--faith-photos": N_PHOTOS,
+        "--check-photos": CHECK_PHOTOS,
+        "--sanity-photos": 2,
+        "--variant-photos": VARIANT_PHOTOS,
+        "--score-cam-photos": 0,  # Score-CAM's own test is in test_evaluation_variants.py
+        "--steps": STEPS,
+        "--unit-photos": 1,
+    }
+    return [*(item for pair in counts.items() for item in map(str, pair)), "--out", str(out), *extra]
+
+
+def _results(data: dict) -> dict:
+    """What a run measured, without what it cost and where it ran."""
+    return {k: v for k, v in data.items() if k not in ("cost", "config", "seconds")}
+
+
 @pytest.fixture(scope="module")
 def produced(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     results = out / "results" / "report-full.json"
-    code = report.main(
-        [
-            "--val-photos",
-            str(VAL_PHOTOS),
-            "--faith-photos",
-            str(N_PHOTOS),
-            "--check-photos",
-            str(CHECK_PHOTOS),
-            "--sanity-photos",
-            "2",
-            "--variant-photos",
-            str(VARIANT_PHOTOS),
-            "--score-cam-photos",
-            "0",  # Score-CAM's own test is in test_evaluation_variants.py
-            "--steps",
-            str(STEPS),
-            "--out",
-            str(out),
-            "--results",
-            str(results),
-        ]
-    )
+    code = report.main(_arguments(out, "--results", str(results)))
     assert results.read_text() == (out / "metrics.json").read_text()
     return code, out, json.loads((out / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_two_shards_one_of_them_on_ray_give_the_sequential_run(produced, tmp_path, capsys):
+    """Shard 1/2 in this process, shard 2/2 on local Ray with two workers: the merged summary is the
+    one-process run's, and so is every unit's records, bit for bit (at the same thread count: a
+    different one changes the floats' last bits, which ROAD's rank ties can carry into the third
+    decimal)."""
+    _, out, data = produced
+    first = _arguments(tmp_path, "--shard", "1/2")
+    assert report.main(first) == 0 and not (tmp_path / "metrics.json").exists()
+    assert "not merged" in capsys.readouterr().out
+    assert report.main(_arguments(tmp_path, "--shard", "2/2", "--engine", "ray", "--workers", "2")) == 0
+    merged = json.loads((tmp_path / "metrics.json").read_text())
+    assert _results(merged) == _results(data)
+    assert merged["config"]["engines"] == ["ray", "sequential"] and merged["config"]["threads"] == 2
+    (here,) = (tmp_path / "records").glob("*/*")
+    (there,) = (out / "records").glob("*/*")
+    assert here.name == there.name  # the same configuration and photos
+    ours = sorted(p.relative_to(here) for p in here.rglob("*.parquet"))
+    assert ours == sorted(p.relative_to(there) for p in there.rglob("*.parquet"))
+    import pyarrow.parquet as pq
+
+    for path in ours:
+        mine, theirs = (pq.read_table(root / path).to_pydict() for root in (here, there))
+        assert json.dumps(mine) == json.dumps(theirs), path  # NaN included
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_from_its_records(produced, tmp_path, capsys):
+    """Units whose records are gone (and a half-written file, as a kill leaves it) are run again,
+    the others are not, and the summary is the uninterrupted run's."""
+    import shutil
+
+    _, out, data = produced
+    shutil.copytree(out / "records", tmp_path / "records")
+    (root,) = (tmp_path / "records").glob("*/*")
+    lost = [root / "localisation" / "00001.parquet", root / "sanity" / "00000.parquet"]
+    for path in lost:
+        path.rename(path.with_name(f".{path.name}.999.partial"))
+    assert report.main(_arguments(tmp_path)) == 0
+    total = len(list(root.rglob("*.parquet")))
+    assert f"resuming: {total - 2} of {total} units already have records" in capsys.readouterr().out
+    assert all(path.is_file() for path in lost)
+    assert _results(json.loads((tmp_path / "metrics.json").read_text())) == _results(data)
 
 
 @pytest.mark.slow
@@ -186,18 +230,21 @@ def test_results_have_the_keys_the_issue_lists(produced):
     assert not earlier["hirescam"]["same_map_as_gradcam"]
     assert all(earlier[v]["energy"]["n_photos"] == VARIANT_PHOTOS for v in earlier)
     cost = data["cost"]
-    assert set(cost) == {"seconds", "seconds_per_photo", "stage_seconds", "road_imputation"}  # no budgets
+    assert set(cost) == {"seconds", "seconds_per_photo", "stage_seconds", "road_imputation", "units"}  # no budgets
     assert cost["seconds_per_photo"] == pytest.approx(cost["seconds"] / VAL_PHOTOS, abs=1e-4)
     stages = cost["stage_seconds"]
-    assert list(stages) == ["loading", "accuracy_and_localisation", "sanity", "faithfulness", "variants"]
-    # the stages follow one another: their wall times add up to the run's (each rounded to 4 decimals)
-    assert all(value >= 0 for value in stages.values())
+    assert list(stages) == ["accuracy_and_localisation", "sanity", "faithfulness", "variants"]
+    # units of one photo (ten for the cheap stages): 2 + 2 + 1 (the grid) + 50 (training samples)
+    # + 2 + 4 + 2 x 2; their compute seconds add up to the run's (each rounded to 4 decimals)
+    assert cost["units"] == 2 + 2 + 1 + 50 + 2 + 4 + 2 * 2
+    assert all(value > 0 for value in stages.values())
     assert sum(stages.values()) == pytest.approx(cost["seconds"], abs=1e-3) and cost["seconds"] == data["seconds"]
     # ROAD: 4 maps x 2 orders x 5 percentages per faithfulness photo, then each distinct variant map's
     imputation = cost["road_imputation"]
     assert imputation["masks"] >= N_PHOTOS * 4 * 2 * 5 and 0 < imputation["solved"] <= imputation["masks"]
     assert 0 < imputation["seconds"] < stages["faithfulness"] + stages["variants"]
     config = data["config"]
+    assert config["engines"] == ["sequential"] and config["threads"] == torch.get_num_threads()
     assert config["model"] == "efficientnet_lite0" and config["layers"] == candidate_layers(spec)
     assert len(config["input_sha256"]["all"]) == 64 and "torch" in config["versions"]
     assert config["cpu"]["capability"] == torch.backends.cpu.get_cpu_capability() and config["cpu"]["model"]

@@ -193,11 +193,12 @@ class ValPhoto:
     class_index: int
     original_size: tuple[int, int]
     boxes: tuple[Box, ...]
+    local: Path | None = None  # a user's own copy (already checked against ``remote.sha256``)
 
     @property
     def path(self) -> Path:
         """Fetched on use, so listing the photos never touches 1000 files (or downloads them)."""
-        return fetch(self.remote, progress=False)
+        return self.local if self.local is not None else fetch(self.remote, progress=False)
 
     def boxes_at(self, size: tuple[int, int]) -> tuple[Box, ...]:
         """The boxes on a copy of the whole photo resized to ``size`` (e.g. the stored 227x227)."""

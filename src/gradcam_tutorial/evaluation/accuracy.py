@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -33,8 +34,22 @@ def top_k_accuracy(
         raise ValueError("no photos to score")
     if undo_stretch and not all(isinstance(photo, ValPhoto) for photo in photos):
         raise TypeError("undo_stretch needs validation photos (ValPhoto), which know their original size")
+    hits = top_k_hits(model, spec, photos, k, batch, undo_stretch)
+    return float(hits[:, 0].mean()), float(hits[:, 1].mean())
+
+
+def top_k_hits(
+    model: nn.Module,
+    spec: ModelSpec,
+    photos: Sequence[Sample | ValPhoto],
+    k: int = 5,
+    batch: int = faithfulness.SCORING_BATCH,
+    undo_stretch: bool = False,
+) -> np.ndarray:
+    """``(n, 2)`` booleans per photo: its class is the top one, its class is among the top ``k``
+    (what :func:`top_k_accuracy` averages, kept per photo for the full run's records)."""
     scorer = faithfulness.channels_last_copy(model)
-    top1 = topk = 0
+    hits = []
     for start in range(0, len(photos), batch):
         chunk = photos[start : start + batch]
         images = [load_image(photo.path) for photo in chunk]
@@ -45,6 +60,5 @@ def top_k_accuracy(
             x = torch.cat([spec.preprocess(image) for image in images]).contiguous(memory_format=torch.channels_last)
             ranked = scorer(x).topk(k, dim=1).indices
         truth = torch.tensor([photo.class_index for photo in chunk]).unsqueeze(1)
-        top1 += int((ranked[:, :1] == truth).sum())
-        topk += int((ranked == truth).any(dim=1).sum())
-    return top1 / len(photos), topk / len(photos)
+        hits.append(torch.stack([(ranked[:, :1] == truth).any(dim=1), (ranked == truth).any(dim=1)], dim=1).numpy())
+    return np.concatenate(hits) if hits else np.zeros((0, 2), dtype=bool)

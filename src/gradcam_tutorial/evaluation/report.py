@@ -3,10 +3,13 @@
 ``python -m gradcam_tutorial.evaluation.report --val-photos N --out DIR`` explains the first ``N``
 mirrored ImageNet validation photos for their *true* class with EfficientNet-Lite0 and writes
 ``DIR/metrics.json`` with bootstrap intervals, plus figures of aggregate numbers only (no photo is
-ever drawn). This module only orchestrates and records provenance (versions, the CPU, the inputs'
-sha256, each stage's wall time); the runners, summaries and figures live with their measure:
-:mod:`.accuracy`, :mod:`.run_localisation`, :mod:`.run_sanity`, :mod:`.run_faithfulness` and
-:mod:`.variants`. The notebook ``notebooks/report.py`` calls those same runners on fewer photos.
+ever drawn). The run is cut into units of work (:mod:`.units`) whose per-photo records
+(:mod:`.records`, Parquet) are summarised afterwards (:mod:`.merge`), so it can be resumed after a
+kill, split with ``--shard k/n`` over processes or machines, spread over Ray workers
+(``--engine ray``) and pointed at your own photos (``--photos --labels --boxes``). This module only
+orchestrates and records provenance (versions, the CPU, the inputs' sha256, each stage's time);
+the runners, summaries and figures live with their measure. The notebook ``notebooks/report.py``
+calls those same runners on fewer photos.
 """
 
 from __future__ import annotations
@@ -18,63 +21,24 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..data import ValPhoto, imagenet_samples, imagenet_val
-from ..methods import CAM_METHODS
 from ..models import ModelSpec, create_model
-from . import road
-from . import variants as variant_comparison
-from .accuracy import top_k_accuracy
-from .run_faithfulness import (
-    Faithfulness,
-    concatenate,
-    evaluate_faithfulness,
-    plot_aucs,
-    plot_curves,
-    summarise_faithfulness,
-    summarise_road,
-    summarise_steps,
-)
-from .run_localisation import (
-    Localisation,
-    candidate_layers,
-    evaluate_localisation,
-    pointing_by_layer,
-    summarise_localisation,
-    summarise_pointing,
-)
-from .run_sanity import plot_sanity, sanity_check, summarise_sanity, summarise_sanity_headline
-from .sanity import cascading_randomisation, randomisation_stages
-from .shared import input_list_sha256, rounded, spread
+from . import merge, records, road
+from .config import FullRunConfig, choose_photos, run_key
+from .records import Unit
+from .run_faithfulness import plot_aucs, plot_curves
+from .run_localisation import candidate_layers
+from .run_sanity import plot_sanity
+from .shared import input_list_sha256, rounded
+from .units import Context, plan, run_unit, shard
 
-Advance = Callable[..., object]
-
-
-@dataclass(frozen=True)
-class FullRunConfig:
-    """The counts behind ``make report-full``: localisation and accuracy on every validation photo,
-    faithfulness and the sanity check on evenly spread subsets (see the README for how they were
-    settled: docs/measurements.md)."""
-
-    val_photos: int = 1000
-    faith_photos: int = 300
-    sanity_photos: int = 50
-    steps: int = 16
-    check_photos: int = 50  # of the faithfulness photos, run at 2 * steps to show the AUC has settled
-    road_percentages: tuple[float, ...] = (10.0, 30.0, 50.0, 70.0, 90.0)
-    sanity_depths: tuple[int, ...] = (1, 2, 3, 4, 7, 11, 16, 21)
-    variants: tuple[str, ...] = tuple(CAM_METHODS)
-    variant_photos: int = 30  # every variant's measures at two layers (default layer's localisation: all photos)
-    score_cam_photos: int = 10  # of those, Score-CAM's (a forward pass per varying channel of 1280)
-    seed: int = 0
-    model: str = "efficientnet_lite0"
+__all__ = ["FullRunConfig", "run"]
 
 
 # --- provenance ----------------------------------------------------------------------------------
@@ -116,34 +80,6 @@ def cpu() -> dict[str, str | None]:
     }
 
 
-class StageClock:
-    """Wall seconds of each stage of a run, in the order the stages ran; they add up to the run's."""
-
-    def __init__(self) -> None:
-        self.started = self.last = time.perf_counter()
-        self.seconds: dict[str, float] = {}
-
-    def done(self, name: str) -> None:
-        now = time.perf_counter()
-        self.seconds[name] = now - self.last
-        self.last = now
-
-    @property
-    def total(self) -> float:
-        return self.last - self.started
-
-
-def choose_photos(config: FullRunConfig) -> dict[str, list[ValPhoto]]:
-    """The run's photos by use: all of them, and the evenly spread subsets of the costlier measures."""
-    photos = list(imagenet_val())[: config.val_photos]
-    return {
-        "all": photos,
-        "faithfulness": spread(photos, config.faith_photos),
-        "sanity": spread(photos, config.sanity_photos),
-        "variants": spread(photos, config.variant_photos),
-    }
-
-
 def record_config(config: FullRunConfig, spec: ModelSpec, photos: dict[str, list[ValPhoto]]) -> dict[str, object]:
     """The ``"config"`` entry: the settings, the software and processor, and which photos exactly."""
     return {
@@ -158,152 +94,102 @@ def record_config(config: FullRunConfig, spec: ModelSpec, photos: dict[str, list
     }
 
 
-# --- the stages ----------------------------------------------------------------------------------
-
-
-def accuracy_and_localisation(
-    model: nn.Module, spec: ModelSpec, photos: list[ValPhoto], config: FullRunConfig, advance: Advance
-) -> tuple[dict[str, Any], Localisation]:
-    """Accuracy (validation photos, and the training samples for contrast), localisation against the
-    boxes at every candidate layer and of the gradient variants, and the demo grid's pointing game."""
-    top1, top5 = top_k_accuracy(model, spec, photos)
-    advance(len(photos))
-    train_top1, train_top5 = top_k_accuracy(model, spec, imagenet_samples())
-    loc = evaluate_localisation(
-        model, spec, photos, candidate_layers(spec), config.seed, progress=advance, variants=gradient_variants(config)
-    )
-    return {
-        "val": {"n_photos": len(photos), "top1": top1, "top5": top5},
-        "train_sample": {
-            "n_photos": len(imagenet_samples()),
-            "top1": train_top1,
-            "top5": train_top5,
-            "note": "ImageNet training photos: the model learned from them",
-        },
-        "localisation": summarise_localisation(loc, spec.target_layer, config.seed),
-        **summarise_pointing(pointing_by_layer(model, spec)),
-    }, loc
-
-
-def faithfulness_stage(
-    model: nn.Module, spec: ModelSpec, photos: list[ValPhoto], config: FullRunConfig, advance: Advance
-) -> dict[str, Any]:
-    """Deletion, insertion, Average Drop and ROAD; the first ``check_photos`` also at twice the steps,
-    to show how far the AUCs move when the steps double."""
-    check_set, rest = photos[: config.check_photos], photos[config.check_photos :]
-
-    def tick(done: int, total: int) -> None:
-        advance(1)
-
-    def measured(chosen: list[ValPhoto], steps: int) -> Faithfulness:
-        return evaluate_faithfulness(model, spec, chosen, steps, config.seed, tick, config.road_percentages)
-
-    check = measured(check_set, 2 * config.steps) if check_set else None
-    parts = [check.subsampled(config.steps)] if check is not None else []
-    faith = concatenate(parts + ([measured(rest, config.steps)] if rest else []))
-    summary = summarise_faithfulness(faith, config.seed)
-    summary["faithfulness"] = {
-        "n_photos": len(photos),
-        "steps": config.steps,
-        **({"steps_check": summarise_steps(check, config.steps)} if check is not None else {}),
-        "road": summarise_road(faith, config.seed),
-    }
-    return summary
-
-
-def variants_stage(
-    model: nn.Module,
-    spec: ModelSpec,
-    photos: list[ValPhoto],
-    loc: Localisation,
-    config: FullRunConfig,
-    advance: Advance,
-) -> dict[str, Any]:
-    """Every variant's measures at the default layer and an earlier block, each paired with Grad-CAM;
-    at the default layer, energy and pointing come from localisation's run on every photo."""
-    *_, (_, randomised) = cascading_randomisation(model, config.seed)
-    compared = [v for v in config.variants if v != "scorecam" or config.score_cam_photos > 0]
-    on_all_photos = {v: {"energy": loc.energy[v], "pointing": loc.pointing[v]} for v in gradient_variants(config)}
-    on_all_photos["gradcam"] = {"energy": loc.energy[spec.target_layer], "pointing": loc.pointing[spec.target_layer]}
-    by_layer = {}
-    for layer in variant_layers(spec):
-        result = variant_comparison.evaluate_variants(
-            model,
-            spec,
-            photos,
-            randomised,
-            layer,
-            compared,
-            config.score_cam_photos,
-            config.steps,
-            config.road_percentages,
-            config.seed,
-            advance,
-        )
-        shared = on_all_photos if layer == spec.target_layer else None
-        by_layer[layer] = variant_comparison.summarise_variants(result, config.seed, shared)
-    return {"variants": by_layer[spec.target_layer], "variants_by_layer": by_layer}
-
-
-def gradient_variants(config: FullRunConfig) -> list[str]:
-    """The variants cheap enough to localise on every photo, beside Grad-CAM (all but Score-CAM)."""
-    return [v for v in config.variants if v not in ("gradcam", "scorecam")]
-
-
-def variant_layers(spec: ModelSpec) -> list[str]:
-    """Where three variants coincide with Grad-CAM (the default layer), and where none do."""
-    return [spec.target_layer, spec.earlier_layer]
+def unit_meta(cost: dict[str, Any], engine: str) -> dict[str, Any]:
+    """What a unit's record file keeps about where and how it ran."""
+    return {**cost, "engine": engine, "threads": torch.get_num_threads(), "cpu": cpu(), "versions": versions()}
 
 
 # --- the run -------------------------------------------------------------------------------------
 
 
-def run(
-    out: Path,
-    config: FullRunConfig = FullRunConfig(),
-    results: Path | None = None,
-    log: Callable[[str], None] = print,
-) -> dict[str, object]:
-    """The whole evaluation on the validation photos; writes ``out/metrics.json`` (and ``results``)."""
-    from tqdm import tqdm
-
-    clock = StageClock()
+def build_context(config: FullRunConfig, photos: Sequence[ValPhoto] | None = None) -> Context:
+    """The model, its spec and the run's photos (default: the mirrored validation photos, with the
+    training samples for contrast; a user's own photos come without them)."""
     torch.manual_seed(config.seed)
     model, spec = create_model(config.model)
+    if photos is not None:
+        return Context(model, spec, config, choose_photos(config, photos))
+    return Context(model, spec, config, choose_photos(config, imagenet_val()), imagenet_samples())
+
+
+def run_units(
+    context: Context, root: Path, units: Sequence[Unit], engine: str = "sequential", log: Callable[[str], None] = print
+) -> int:
+    """Run every unit of ``units`` whose records are missing (a killed run resumes here); returns
+    how many ran."""
+    from tqdm import tqdm
+
+    todo = [unit for unit in units if not records.done(root, unit)]
+    if len(todo) < len(units):
+        log(f"resuming: {len(units) - len(todo)} of {len(units)} units already have records in {root}")
+    for unit in tqdm(todo, unit="unit", desc="report-full", file=sys.stderr):
+        rows, cost = run_unit(context, unit)
+        records.write(root, rows, unit_meta(cost, engine))
+    return len(todo)
+
+
+def records_root(base: Path, context: Context) -> Path:
+    """Where one configuration's records live: ``base/<model>/<key of config and photos>``."""
+    return base / context.config.model / run_key(context.config, context.photos)
+
+
+def merged(context: Context, root: Path) -> dict[str, Any]:
+    """The results dictionary from the records of every unit (an error names the missing ones)."""
+    table = records.read(root, plan(context))
+    summary = merge.summarise(context, table)
+    config = record_config(context.config, context.spec, context.photos)
+    cpus = {json.dumps(meta["cpu"], sort_keys=True) for meta in table.meta.values()}
+    softwares = {json.dumps(meta["versions"], sort_keys=True) for meta in table.meta.values()}
+    if len(softwares) > 1:
+        raise ValueError(f"the records in {root} were written by different software versions: {sorted(softwares)}")
+    config["cpu"] = [json.loads(c) for c in sorted(cpus)] if len(cpus) > 1 else json.loads(cpus.pop())
+    threads = sorted({meta["threads"] for meta in table.meta.values()})
+    config["threads"] = threads[0] if len(threads) == 1 else threads
+    config["engines"] = sorted({meta["engine"] for meta in table.meta.values()})
+    summary.update(config=config, model=context.config.model, seed=context.config.seed)
+    summary["seconds"] = summary["cost"]["seconds"]
+    return rounded(summary)
+
+
+def run(
+    out: Path,
+    config: FullRunConfig | None = None,
+    results: Path | None = None,
+    log: Callable[[str], None] = print,
+    *,
+    records_dir: Path | None = None,
+    part: tuple[int, int] | None = None,
+    photos: Sequence[ValPhoto] | None = None,
+    engine: str = "sequential",
+    workers: int = 2,
+    address: str | None = None,
+) -> dict[str, Any] | None:
+    """The whole evaluation: every unit's records (only shard ``part = (k, n)`` of them if given),
+    then, once every unit has records, the merged results in ``out/metrics.json`` (and ``results``)."""
+    config = config or FullRunConfig()
+    context = build_context(config, photos)
+    root = records_root(records_dir or out / "records", context)
+    units = plan(context)
+    mine = shard(units, *part) if part is not None else units
+    started = time.perf_counter()
+    if engine == "ray":
+        from .ray_engine import run_on_ray
+
+        ran = run_on_ray(config, photos, root, mine, workers, address, torch.get_num_threads())
+    else:
+        ran = run_units(context, root, mine, engine, log)
+    log(f"{ran} units run in {time.perf_counter() - started:.0f} s; records in {root}")
+    if not all(records.done(root, unit) for unit in units):
+        log("not merged: other shards' units have no records yet; run them, then any shard again to merge")
+        return None
+    summary = merged(context, root)
     out.mkdir(parents=True, exist_ok=True)
-    photos = choose_photos(config)
-    depths = [d for d in config.sanity_depths if d <= len(randomisation_stages(model))]
-    steps = 2 * len(photos["all"]) + len(depths) + len(photos["faithfulness"]) + 2 * len(photos["variants"])
-    bar = tqdm(total=steps, unit="step", desc="report-full", file=sys.stderr)
-    imputed = dataclasses.replace(road.IMPUTATION)
-    clock.done("loading")
-    summary, loc = accuracy_and_localisation(model, spec, photos["all"], config, bar.update)
-    clock.done("accuracy_and_localisation")
-    sanity = sanity_check(model, spec, photos["sanity"], depths=depths, seed=config.seed, progress=bar.update)
-    summary.update(summarise_sanity_headline(sanity), sanity=summarise_sanity(sanity))
-    clock.done("sanity")
-    summary.update(faithfulness_stage(model, spec, photos["faithfulness"], config, bar.update))
-    clock.done("faithfulness")
-    summary.update(variants_stage(model, spec, photos["variants"], loc, config, bar.update))
-    clock.done("variants")
-    bar.close()
-    summary["cost"] = {
-        "seconds": clock.total,
-        "seconds_per_photo": clock.total / len(photos["all"]),
-        "stage_seconds": clock.seconds,
-        "road_imputation": {
-            name: getattr(road.IMPUTATION, name) - getattr(imputed, name) for name in ("seconds", "masks", "solved")
-        },
-    }
-    summary.update(config=record_config(config, spec, photos), model=config.model, seed=config.seed)
-    summary["seconds"] = clock.total
-    summary = rounded(summary)
     write_results(summary, out, results)
     val = summary["val"]
     log(f"accuracy on {val['n_photos']} validation photos: top-1 {val['top1']:.3f}, top-5 {val['top5']:.3f}")
     log(
-        f"cost: {clock.total:.0f} s, {clock.total / len(photos['all']):.2f} s per validation photo; "
-        + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in clock.seconds.items())
+        f"compute: {summary['cost']['seconds']:.0f} s; "
+        + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in summary["cost"]["stage_seconds"].items())
     )
     return summary
 
@@ -341,35 +227,68 @@ def write_figures(summary: dict[str, Any], out: Path) -> list[Path]:
     return paths
 
 
-def main(argv: list[str] | None = None) -> int:
+def _shard(text: str) -> tuple[int, int]:
+    k, _, n = text.partition("/")
+    try:
+        part = int(k), int(n)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard takes k/n, e.g. 1/4, not {text!r}") from None
+    if not 1 <= part[0] <= part[1]:
+        raise argparse.ArgumentTypeError(f"--shard {text}: k must be between 1 and n")
+    return part
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m gradcam_tutorial.evaluation.report", description=__doc__.splitlines()[0]
     )
     defaults = FullRunConfig()
     parser.add_argument("--out", type=Path, default=Path("build/report"))
     parser.add_argument(
-        "--results",
-        type=Path,
-        default=None,
-        help="also write the JSON here (make report-full: results/report-full.json)",
+        "--results", type=Path, help="also write the JSON here (make report-full: results/report-full.json)"
     )
     parser.add_argument(
-        "--val-photos", type=int, default=defaults.val_photos, help="validation photos for accuracy and localisation"
-    )
-    parser.add_argument("--faith-photos", type=int, default=defaults.faith_photos)
-    parser.add_argument("--sanity-photos", type=int, default=defaults.sanity_photos)
-    parser.add_argument("--steps", type=int, default=defaults.steps, help="deletion/insertion steps")
-    parser.add_argument(
-        "--check-photos", type=int, default=defaults.check_photos, help="photos also run at twice the steps"
+        "--records", type=Path, help="per-photo records (Parquet; default OUT/records); a run resumes from them"
     )
     parser.add_argument(
-        "--variant-photos", type=int, default=defaults.variant_photos, help="photos for every variant's measures"
+        "--shard", type=_shard, help="run only shard k of n (k/n); any run merges once every shard is done"
     )
-    parser.add_argument("--score-cam-photos", type=int, default=defaults.score_cam_photos)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--engine", choices=("sequential", "ray"), default="sequential")
+    parser.add_argument("--workers", type=int, default=2, help="Ray workers (--threads threads each)")
+    parser.add_argument("--address", help="a Ray cluster's address (default: local Ray on this machine)")
+    parser.add_argument("--photos", type=Path, help="your own photos' folder (with --labels and --boxes)")
+    parser.add_argument("--labels", type=Path, help="FILE,CLASS_INDEX per line (ImageNet's class_labels.txt format)")
+    parser.add_argument("--boxes", type=Path, help="FILE,XMIN,YMIN,XMAX,YMAX per box (localization.txt format)")
+    for name, help_text in (
+        ("val_photos", "validation photos for accuracy and localisation"),
+        ("faith_photos", "photos for deletion, insertion and ROAD"),
+        ("sanity_photos", "photos for the sanity check"),
+        ("steps", "deletion/insertion steps"),
+        ("check_photos", "photos also run at twice the steps"),
+        ("variant_photos", "photos for every variant's measures"),
+        ("score_cam_photos", "of those, Score-CAM's"),
+        ("seed", "seed of every random choice"),
+        ("unit_photos", "photos per unit of work (records, shards, workers)"),
+    ):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name), help=help_text)
     parser.add_argument("--model", default=defaults.model)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch threads (of each Ray worker); records match at equal counts"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
+    own = (args.photos, args.labels, args.boxes)
+    if any(own) and not all(own):
+        parser.error("--photos, --labels and --boxes go together")
+    photos = None
+    if all(own):
+        from .own_data import read_photos
+
+        photos = read_photos(args.photos, args.labels, args.boxes)
     torch.set_num_threads(args.threads)
     config = FullRunConfig(
         val_photos=args.val_photos,
@@ -381,8 +300,19 @@ def main(argv: list[str] | None = None) -> int:
         score_cam_photos=min(args.score_cam_photos, args.variant_photos),
         seed=args.seed,
         model=args.model,
+        unit_photos=args.unit_photos,
     )
-    run(args.out, config, args.results)
+    run(
+        args.out,
+        config,
+        args.results,
+        records_dir=args.records,
+        part=args.shard,
+        photos=photos,
+        engine=args.engine,
+        workers=args.workers,
+        address=args.address,
+    )
     return 0
 
 

@@ -124,13 +124,16 @@ def evaluate_localisation(
     batch: int = faithfulness.GRADCAM_BATCH,
     progress: Callable[[int], object] | None = None,
     variants: Sequence[str] = (),
+    offset: int = 0,
 ) -> Localisation:
     """Energy and pointing game of Grad-CAM at each layer and of two baselines, true class.
 
     ``variants`` (gradient-based names of :data:`~gradcam_tutorial.methods.CAM_METHODS` other than
     ``"gradcam"``) are scored too, at the default layer, from the same passes as Grad-CAM there.
     The baselines are defined on the network's input like Grad-CAM and placed the same way
-    (:class:`BoxTargets`): a centred Gaussian and a seeded random map at the target layer's resolution.
+    (:class:`BoxTargets`): a centred Gaussian and a seeded random map at the target layer's resolution,
+    seeded by the photo's position, ``offset`` being the first photo's position in the whole run (so
+    a run split into parts draws the same random maps).
     """
     if "gradcam" in variants or "scorecam" in variants:
         raise ValueError("Grad-CAM is scored per layer already, and Score-CAM is too slow for every photo")
@@ -152,7 +155,7 @@ def evaluate_localisation(
                 targets = BoxTargets.of(photo, image.size, spec)
                 maps = {method: small[method][row] for method in (*layers, *variants)}
                 maps["center"] = baselines.center_map((x.shape[-2], x.shape[-1]))
-                maps["random"] = baselines.random_map(shape, seed + start + row)
+                maps["random"] = baselines.random_map(shape, seed + offset + start + row)
                 for method, values in maps.items():
                     scores[method].append(targets.score(values))
                 chances.append(targets.chance())

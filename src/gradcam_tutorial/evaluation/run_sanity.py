@@ -50,15 +50,16 @@ def saliency_maps(
     return {method: makers[method]() for method in methods}
 
 
-def _reference(originals: list[dict[str, Any]], methods: Sequence[str]) -> dict[str, np.ndarray]:
-    """Each photo's map against the next photo's (the last against the first), per method."""
+def _reference(
+    originals: list[dict[str, Any]], methods: Sequence[str], following: dict[str, Any] | None = None
+) -> dict[str, np.ndarray]:
+    """Each photo's map against the next photo's, per method: the last against ``following``'s
+    (the next photo of a longer run) or, without it, against the first."""
     n = len(originals)
-    if n < 2:
+    if n < 2 and following is None:
         return {m: np.zeros(n) for m in methods}
-    return {
-        m: np.array([abs(rank_correlation(originals[i][m], originals[(i + 1) % n][m])) for i in range(n)])
-        for m in methods
-    }
+    ring = originals + ([following] if following is not None else originals[:1])
+    return {m: np.array([abs(rank_correlation(ring[i][m], ring[i + 1][m])) for i in range(n)]) for m in methods}
 
 
 def sanity_check(
@@ -69,11 +70,14 @@ def sanity_check(
     seed: int = 0,
     methods: Sequence[str] = SANITY_METHODS,
     progress: Callable[[int], object] | None = None,
+    following: Sample | ValPhoto | None = None,
 ) -> Sanity:
     """Cascading randomisation: compare maps before and after re-initialising the top stages.
 
     ``depths`` picks after how many stages the maps are compared (default: every stage; the last
-    one, all stages, is full randomisation).
+    one, all stages, is full randomisation). ``following`` is the photo after ``samples`` in a run
+    split into parts: the last photo's unrelated-photos reference is taken against it, so the parts
+    give the whole run's numbers.
     """
     stages = randomisation_stages(model)
     wanted = sorted(set(depths)) if depths is not None else list(range(1, len(stages) + 1))
@@ -98,7 +102,12 @@ def sanity_check(
             progress(1)
         if depth == wanted[-1]:
             break
-    return Sanity([stages[d - 1] for d in wanted], wanted, spearman, ssim, _reference(originals, methods))
+    after = None
+    if following is not None:
+        x = model_input(following, spec)
+        after = {m: prepare(v) for m, v in saliency_maps(model, spec, x, following.class_index, methods).items()}
+    reference = _reference(originals, methods, after)
+    return Sanity([stages[d - 1] for d in wanted], wanted, spearman, ssim, reference)
 
 
 def randomised_maps(

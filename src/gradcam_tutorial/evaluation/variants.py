@@ -12,7 +12,7 @@ paired comparison uses Grad-CAM on the same photos.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,8 @@ class VariantScores:
     layer: str
     scores: dict[str, dict[str, np.ndarray]]  # variant -> measure -> (n,)
     same_as_gradcam: dict[str, bool]  # variant -> its scaled map equalled Grad-CAM's on every photo
+    # variant -> (n,) 1.0 where its map equalled Grad-CAM's, 0.0 where not, NaN where it did not run
+    same_by_photo: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_photos(self) -> int:
@@ -63,6 +65,8 @@ def evaluate_variants(
     road_percentages: Sequence[float] = (10.0, 30.0, 50.0, 70.0, 90.0),
     seed: int = 0,
     progress: Callable[[int], object] | None = None,
+    offset: int = 0,
+    total: int | None = None,
 ) -> VariantScores:
     """Every measure of :data:`MEASURES` for each variant on ``photos`` (true class, at ``layer``,
     default: the model's default layer).
@@ -71,7 +75,9 @@ def evaluate_variants(
     Score-CAM, if named, runs on ``score_cam_photos`` of the photos spread evenly through them. A
     variant whose scaled map equals Grad-CAM's (within 1e-6) shares Grad-CAM's perturbation scores
     instead of recomputing the same numbers: where the gradient is constant over space (a layer
-    followed only by pooling and a linear layer), HiResCAM and XGrad-CAM are Grad-CAM.
+    followed only by pooling and a linear layer), HiResCAM and XGrad-CAM are Grad-CAM. In a run
+    split into parts, ``photos`` start at position ``offset`` of the run's ``total``, and Score-CAM's
+    photos are the whole run's.
     """
     layer = layer or spec.target_layer
     if "gradcam" not in names:
@@ -79,19 +85,23 @@ def evaluate_variants(
     # the channels-last copies give the same maps and scores, faster on CPU (Score-CAM's masked passes)
     scorers = (faithfulness.channels_last_copy(model), faithfulness.channels_last_copy(randomised))
     n = len(photos)
-    with_score_cam = set(spread_positions(n, min(score_cam_photos, n))) if n and score_cam_photos > 0 else set()
+    total = n if total is None else total
+    chosen = spread_positions(total, min(score_cam_photos, total)) if total and score_cam_photos > 0 else []
+    with_score_cam = {position - offset for position in chosen}
     scores = {name: {m: np.full(n, np.nan) for m in MEASURES} for name in names}
     same = dict.fromkeys(names, True)
+    same_by_photo = {name: np.full(n, np.nan) for name in names}
     for row, photo in enumerate(photos):
         used = [v for v in names if v != "scorecam" or row in with_score_cam]
         photo_scores, equal = _score_photo(scorers, spec, photo, layer, used, steps, road_percentages, seed)
         for variant in used:
             same[variant] &= equal[variant]
+            same_by_photo[variant][row] = float(equal[variant])
             for measure, value in photo_scores[variant].items():
                 scores[variant][measure][row] = value
         if progress is not None:
             progress(1)
-    return VariantScores(tuple(names), layer, scores, same)
+    return VariantScores(tuple(names), layer, scores, same, same_by_photo)
 
 
 def _score_photo(
