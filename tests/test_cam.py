@@ -532,7 +532,11 @@ def test_one_image_may_come_unbatched_and_in_double_precision(tiny, batch):
     [
         ("unused", "layer 'unused' did not run during the forward pass"),
         ("side", "the model's output does not depend on layer 'side'"),
-        ("head", "layer 'head' has no spatial output (shape (1, 4)); choose a convolutional layer or block"),
+        (
+            "head",
+            "layer 'head' has no spatial output (shape (1, 4)); choose a convolutional layer or block"
+            ", or pass reshape= a function to (batch, channels, height, width)",
+        ),
     ],
 )
 def test_a_layer_grad_cam_cannot_use_is_refused_with_the_reason(tiny, batch, layer, message):
@@ -687,6 +691,7 @@ def test_a_one_cell_map_is_refused_and_a_one_by_two_map_is_explained(batch):
         cam.compute(batch[:1])
     assert str(caught.value) == (
         "layer '2' has no spatial output (shape (1, 4, 1, 1)); choose a convolutional layer or block"
+        ", or pass reshape= a function to (batch, channels, height, width)"
     )
     with GradCAM(model, "1") as cam:
         maps = cam.compute(batch, [0, 2]).maps

@@ -205,7 +205,8 @@ def test_an_unknown_model_name_lists_the_choices():
     with pytest.raises(UnknownModelError) as caught:
         get_spec("vgg16")
     assert str(caught.value) == (
-        "unknown model 'vgg16'; choose one of efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, resnet18"
+        "unknown model 'vgg16'; choose one of efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, resnet18, "
+        "vit_b_16, swin_t"
     )
     assert isinstance(caught.value, ValueError) and caught.value.__suppress_context__
 

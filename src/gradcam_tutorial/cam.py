@@ -31,10 +31,13 @@ from torch import nn
 
 from .layers import LayerError, resolve_layer
 from .state import restored_modes
+from .targets import Target, is_target_list, target_scores
+from .tokens import Reshape, auto_reshape, to_grid
 
 # None: each image's top class; int: that class for every image; a flat sequence or 1-D tensor: one
-# class per image (its length is the batch size); a nested sequence or (B, K) tensor: K per image.
-Targets = None | int | Sequence[int] | Sequence[Sequence[int]] | torch.Tensor
+# class per image (its length is the batch size); a nested sequence or (B, K) tensor: K per image;
+# a target callable or a list of K of them (:mod:`.targets`): K scores of the output per image.
+Targets = None | int | Sequence[int] | Sequence[Sequence[int]] | torch.Tensor | Target | Sequence[Target]
 
 # How a gradient-based method turns the layer's activation A (B, C, h, w) and the gradient
 # G = d y_c / d A (B, C, h, w) into its map (B, h, w) before the ReLU. A pure function, so that a
@@ -83,7 +86,10 @@ class TargetError(ValueError):
 
 @dataclass(frozen=True)
 class CAMResult:
-    """Raw maps ``(B, K, h, w)`` for ``K`` classes of each of ``B`` images, with their scores."""
+    """Raw maps ``(B, K, h, w)`` for ``K`` classes of each of ``B`` images, with their scores.
+
+    For target callables (:mod:`.targets`) there are no classes: ``class_indices`` are -1,
+    ``probabilities`` NaN, and ``logits`` holds the targets' scores ``(B, K)``."""
 
     maps: torch.Tensor
     class_indices: torch.Tensor
@@ -124,14 +130,24 @@ class GradCAM:
 
     :attr:`combine` is the formula (:func:`combine_gradcam`); a variant that differs only in how it
     turns the activation and the gradient into a map replaces it with another :data:`Combine`.
+
+    ``reshape`` lays a layer's output out as ``(B, C, h, w)`` (:mod:`.tokens`): by default it is
+    recognised for torchvision's ``VisionTransformer`` (tokens) and ``SwinTransformer``
+    (channels-last); pass a function for any other layout. In a ViT, hook the last block's
+    ``ln_1``, not its output: the head reads only the class token, so the patch tokens at the last
+    block's output get a zero gradient and every map there is zero (:mod:`.tokens` says why).
     """
+
+    # target callables give any score of the output; a subclass that needs class indices says False
+    accepts_score_targets = True
 
     # a plain function stored on the class, not bound to the instance: the maps depend on nothing else
     combine = staticmethod(combine_gradcam)
 
-    def __init__(self, model: nn.Module, target_layer: nn.Module | str):
+    def __init__(self, model: nn.Module, target_layer: nn.Module | str, reshape: Reshape | None = None):
         self.model = model
         self.layer_name, self.layer = resolve_layer(model, target_layer)
+        self.reshape = reshape if reshape is not None else auto_reshape(model, self.layer_name)
         self._closed = False
         self._layer_calls = 1  # how often the layer ran in the latest explained forward pass
 
@@ -203,10 +219,13 @@ class GradCAM:
                     raise LayerError(f"layer {self.layer_name!r} did not run during the forward pass")
                 self._layer_calls = calls
                 activation = captured[-1]  # a module called several times: its last call feeds the head
-                if activation.dim() != 4 or activation.shape[-1] * activation.shape[-2] <= 1:
-                    raise LayerError(
-                        f"layer {self.layer_name!r} has no spatial output (shape {tuple(activation.shape)}); "
-                        "choose a convolutional layer or block"
+                self._grid(activation.detach())  # a grid, or a LayerError that says what to pass
+                if is_target_list(targets):
+                    return self._explain_scores(x, activation, logits, targets)
+                if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+                    raise TargetError(
+                        "the model's output is not (batch, classes) logits; pass a target callable "
+                        "(gradcam_tutorial.targets) that turns it into one score per image"
                     )
                 classes = self._targets(targets, logits)
                 maps = self._class_maps(x, activation, logits, classes)
@@ -214,6 +233,22 @@ class GradCAM:
         finally:
             torch.set_grad_enabled(grad_was_enabled)
         return CAMResult(maps.detach(), classes, probabilities, logits.detach())
+
+    def _explain_scores(self, x: torch.Tensor, activation: torch.Tensor, output: object, targets: Targets) -> CAMResult:
+        """Maps of target callables' scores: each score is a column of the (B, K) "logits" handed to
+        :meth:`_class_maps` with classes ``0 .. K-1``, so every method's walk back serves them alike."""
+        if not self.accepts_score_targets:
+            raise TargetError(f"{type(self).__name__} explains class indices only, not target callables")
+        scores = target_scores(targets, output, x.shape[0])  # type: ignore[arg-type]  # checked by is_target_list
+        batch, k = scores.shape
+        columns = torch.arange(k, device=scores.device).expand(batch, k)
+        maps = self._class_maps(x, activation, scores, columns)
+        nan = torch.full(scores.shape, float("nan"), device=scores.device)
+        return CAMResult(maps.detach(), torch.full_like(columns, -1), nan, scores.detach())
+
+    def _grid(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The layer's activation (or its gradient) laid out as ``(B, C, h, w)``."""
+        return to_grid(tensor, self.reshape, self.layer_name)
 
     def _class_maps(
         self, x: torch.Tensor, activation: torch.Tensor, logits: torch.Tensor, classes: torch.Tensor
@@ -227,7 +262,7 @@ class GradCAM:
             )
             if grad is None:
                 raise LayerError(f"the model's output does not depend on layer {self.layer_name!r}")
-            maps.append(torch.relu(self.combine(activation.detach(), grad)))
+            maps.append(torch.relu(self.combine(self._grid(activation.detach()), self._grid(grad))))
         return torch.stack(maps, dim=1)
 
     @overload

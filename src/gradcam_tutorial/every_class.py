@@ -43,6 +43,8 @@ class EveryClassCAM(GradCAM):
     :class:`~.cam.GradCAM`'s maps class by class, to float rounding.
     """
 
+    accepts_score_targets = False  # every class of the logits, by the head's weights or forward mode
+
     def __init__(
         self,
         model: nn.Module,
@@ -51,6 +53,11 @@ class EveryClassCAM(GradCAM):
         chunk: int | None = None,
     ):
         super().__init__(model, target_layer)
+        if self.reshape is not None:
+            raise LayerError(
+                f"layer {self.layer_name!r} gives tokens, not a convolutional grid; EveryClassCAM's shortcuts need one "
+                "(use GradCAM with a list of classes)"
+            )
         if chunk is not None and chunk < 1:
             raise ValueError(f"chunk must be at least 1, not {chunk}")
         self.chunk = chunk

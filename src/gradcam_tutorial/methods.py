@@ -38,6 +38,7 @@ from torch import nn
 from .cam import CAMResult, Combine, GradCAM, Targets, combine_gradcam
 from .layers import LayerError
 from .state import restored_modes
+from .tokens import Reshape
 
 
 def combine_gradcam_plus_plus(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
@@ -136,8 +137,12 @@ class ScoreCAM(GradCAM):
     wants larger batches).
     """
 
-    def __init__(self, model: nn.Module, target_layer: nn.Module | str, batch_size: int = 4):
-        super().__init__(model, target_layer)
+    accepts_score_targets = False  # its masked passes score classes of the output
+
+    def __init__(
+        self, model: nn.Module, target_layer: nn.Module | str, batch_size: int = 4, reshape: Reshape | None = None
+    ):
+        super().__init__(model, target_layer, reshape)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
         self.batch_size = batch_size
@@ -155,7 +160,7 @@ class ScoreCAM(GradCAM):
         such as :func:`compute_methods`, adds Score-CAM without a second hooked pass. The masked passes
         run in eval mode, and every module's train/eval flag is put back afterwards.
         """
-        activation = activation.detach()
+        activation = self._grid(activation.detach())
         with restored_modes(self.model):
             self.model.eval()  # in train mode each masked pass would move the batch norms' statistics
             weights = self._score_weights(input_batch, activation, classes)  # (B, K, C)
@@ -217,12 +222,15 @@ class _Several(GradCAM):
     """Several methods from one forward pass: the gradient-based ones (entries of :data:`COMBINE`)
     share one walk back per class, Score-CAM adds its masked passes."""
 
-    def __init__(self, model: nn.Module, target_layer: nn.Module | str, names: Sequence[str]):
-        super().__init__(model, target_layer)
+    def __init__(
+        self, model: nn.Module, target_layer: nn.Module | str, names: Sequence[str], reshape: Reshape | None = None
+    ):
+        super().__init__(model, target_layer, reshape)
         self.names = tuple(names)
         # looked up once, so that every class of the call uses the same function per name
         self._combines = {n: COMBINE[n] for n in self.names if n != "scorecam"}
-        self._score_cam = ScoreCAM(model, target_layer) if "scorecam" in self.names else None
+        self._score_cam = ScoreCAM(model, target_layer, reshape=self.reshape) if "scorecam" in self.names else None
+        self.accepts_score_targets = self._score_cam is None
 
     def _class_maps(
         self, x: torch.Tensor, activation: torch.Tensor, logits: torch.Tensor, classes: torch.Tensor
@@ -233,8 +241,9 @@ class _Several(GradCAM):
             (grad,) = torch.autograd.grad(scores[:, k].sum(), activation, retain_graph=True, allow_unused=True)
             if grad is None:
                 raise LayerError(f"the model's output does not depend on layer {self.layer_name!r}")
+            grid, grid_grad = self._grid(activation.detach()), self._grid(grad)
             for name, combine in self._combines.items():
-                per_method[name].append(torch.relu(combine(activation.detach(), grad)))
+                per_method[name].append(torch.relu(combine(grid, grid_grad)))
         stacks = {n: torch.stack(maps, dim=1) for n, maps in per_method.items()}
         if self._score_cam is not None:
             stacks["scorecam"] = self._score_cam.class_maps(x, activation, classes)
@@ -247,18 +256,20 @@ def compute_methods(
     input_batch: torch.Tensor,
     targets: Targets = None,
     names: Sequence[str] = tuple(CAM_METHODS),
+    reshape: Reshape | None = None,
 ) -> dict[str, CAMResult]:
     """Maps of several methods for the same classes, from one forward pass.
 
     The gradient-based methods share one walk back through the head per class (their maps equal
     each class's own ``compute``); Score-CAM adds its masked passes. ``names`` are entries of
     :data:`COMBINE`, read at the call (so one registered after import counts), and ``"scorecam"``.
-    Returns ``{name: CAMResult}`` in the order of ``names``.
+    Returns ``{name: CAMResult}`` in the order of ``names``. ``reshape`` and target callables as
+    for :class:`~.cam.GradCAM` (Score-CAM takes class indices only).
     """
     known = [*COMBINE, "scorecam"]
     if any(n not in known for n in names) or not names or len(set(names)) != len(names):
         raise ValueError(f"names must be distinct methods from {', '.join(known)}; got {list(names)}")
-    with _Several(model, target_layer, names) as several:
+    with _Several(model, target_layer, names, reshape) as several:
         result = several.compute(input_batch, targets)
     k = result.class_indices.shape[1]
     return {

@@ -149,29 +149,37 @@ def _lite_spec(index: int, size: int, earlier_layer: str, description: str) -> M
     )
 
 
-def _resnet18(pretrained: bool) -> nn.Module:
-    from torchvision.models import ResNet18_Weights, resnet18
+def _torchvision(arch: str, title: str) -> Callable[[bool], nn.Module]:
+    """The builder of torchvision's ``arch`` with its ``IMAGENET1K_V1`` weights, downloaded by
+    torchvision into its hub cache on a connected machine; offline, one message says what to do."""
 
-    if not pretrained:
-        return resnet18(weights=None).eval()
-    weights = ResNet18_Weights.IMAGENET1K_V1
-    url = weights.url
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
-    try:
-        return resnet18(weights=weights).eval()
-    except Exception as error:  # URLError, HTTP errors, hash mismatch: one clear message instead
-        if cached.is_file():
+    def build(pretrained: bool) -> nn.Module:
+        import torchvision
+
+        make = getattr(torchvision.models, arch)
+        if not pretrained:
+            return make(weights=None).eval()
+        weights = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
+        url = weights.url
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+        try:
+            return make(weights=weights).eval()
+        except Exception as error:  # URLError, HTTP errors, hash mismatch: one clear message instead
+            if cached.is_file():
+                raise WeightsUnavailableError(
+                    f"{title} weights in {cached} could not be loaded ({type(error).__name__}: "
+                    f"{' '.join(str(error).split())[:200]}); the file is damaged or not a checkpoint: "
+                    f"delete it to download it again from {url}"
+                ) from None
             raise WeightsUnavailableError(
-                f"ResNet-18 weights in {cached} could not be loaded ({type(error).__name__}: "
-                f"{' '.join(str(error).split())[:200]}); the file is damaged or not a checkpoint: "
-                f"delete it to download it again from {url}"
+                f"{title} ImageNet weights are not on this machine ({cached}) and could not be downloaded "
+                f"from {url} ({type(error).__name__}). On a connected machine run once: "
+                f"python -c 'import torchvision; torchvision.models.{arch}(weights=\"IMAGENET1K_V1\")', "
+                f"or copy {Path(url).name} into {cached.parent}; offline, use model 'efficientnet_lite0'."
             ) from None
-        raise WeightsUnavailableError(
-            f"ResNet-18 ImageNet weights are not on this machine ({cached}) and could not be downloaded "
-            f"from {url} ({type(error).__name__}). On a connected machine run once: "
-            f"python -c 'import torchvision; torchvision.models.resnet18(weights=\"IMAGENET1K_V1\")', "
-            f"or copy {Path(url).name} into {cached.parent}; offline, use model 'efficientnet_lite0'."
-        ) from None
+
+    build.__name__ = f"_{arch}"
+    return build
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -205,7 +213,7 @@ REGISTRY: dict[str, ModelSpec] = {
     ),
     "resnet18": ModelSpec(
         name="resnet18",
-        build=_resnet18,
+        build=_torchvision("resnet18", "ResNet-18"),
         input_size=224,
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
@@ -215,6 +223,34 @@ REGISTRY: dict[str, ModelSpec] = {
         earlier_layer="layer3",
         description="ResNet-18, torchvision ImageNet weights (IMAGENET1K_V1), as in the original post",
         classifier="fc",
+    ),
+    # Transformers (issue 32): tokens laid out as a grid by GradCAM (gradcam_tutorial.tokens); the
+    # default layer is where the patch tokens still reach the class token (see tokens.py)
+    "vit_b_16": ModelSpec(
+        name="vit_b_16",
+        build=_torchvision("vit_b_16", "ViT-B/16"),
+        input_size=224,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        crop_fraction=224 / 256,
+        target_layer="encoder.layers.encoder_layer_11.ln_1",
+        last_conv_layer="conv_proj",
+        earlier_layer="encoder.layers.encoder_layer_8.ln_1",
+        description="ViT-B/16, torchvision ImageNet weights (IMAGENET1K_V1)",
+        classifier="heads.head",
+    ),
+    "swin_t": ModelSpec(
+        name="swin_t",
+        build=_torchvision("swin_t", "Swin-T"),
+        input_size=224,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        crop_fraction=224 / 232,  # torchvision resizes bicubically; this package's resize is bilinear
+        target_layer="norm",
+        last_conv_layer="features.0.0",
+        earlier_layer="features.5",
+        description="Swin-T, torchvision ImageNet weights (IMAGENET1K_V1)",
+        classifier="head",
     ),
 }
 
