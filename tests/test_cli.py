@@ -942,3 +942,45 @@ def test_overlay_name_keeps_64_characters_of_the_class_slug():
     assert cli.overlay_name("photo", 7, "Very Long Name " * 10) == (
         "photo__007_" + ("very-long-name-" * 5)[:64] + ".png"
     )
+
+
+@pytest.mark.slow
+def test_a_token_layer_of_a_vision_transformer(photos, tmp_path, monkeypatch, capsys):
+    """--layer takes a ViT's token layer: the tokens are laid out as the 14 x 14 patch grid. The
+    weights are random here (none install offline; torchvision downloads the real ones): the test
+    shows the plumbing, not what a trained model sees."""
+    import torchvision
+
+    from gradcam_tutorial.models import get_spec
+
+    torch.manual_seed(0)
+    vit = torchvision.models.vit_b_16(weights=None).eval()
+    torch.nn.init.normal_(vit.heads.head.weight, std=0.02)  # torchvision starts it at zero
+    monkeypatch.setattr(cli, "create_model", lambda name, pretrained=True: (vit, get_spec(name)))
+    layer = "encoder.layers.encoder_layer_10.ln_1"
+    status = cli.main([str(photos / "coffee.png"), "--model", "vit_b_16", "--layer", layer, "--out", str(tmp_path)])
+    assert status == 0, capsys.readouterr().err
+    record = json.loads((tmp_path / "coffee.json").read_text())
+    assert record["layer"] == layer and record["model"] == "vit_b_16"
+    heatmap = np.array(record["classes"][0]["heatmap"])
+    assert heatmap.shape == (14, 14) and heatmap.max() == 1.0
+    # the last block's output reaches the head only through the class token: no map there
+    status = cli.main(
+        [str(photos / "coffee.png"), "--model", "vit_b_16", "--layer", "encoder.ln", "--out", str(tmp_path / "ln")]
+    )
+    assert status == 0
+    assert np.array(json.loads((tmp_path / "ln" / "coffee.json").read_text())["classes"][0]["heatmap"]).max() == 0
+
+
+def test_ctrl_c_during_a_run_prints_interrupted_on_a_line_of_its_own(gradcam, photos, tmp_path, monkeypatch):
+    """The progress bar is cleared before the line, whenever the interrupt comes (a loaded machine
+    once interrupted the first image, and the line followed the bar's text)."""
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_explain_job", interrupted)
+    status, _, err = gradcam(photos, "--out", tmp_path / "out")
+    assert status == 130
+    assert "image/s" in err  # the bar was showing
+    assert err.strip().splitlines()[-1] == "gradcam: error: interrupted"

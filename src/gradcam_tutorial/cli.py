@@ -15,6 +15,7 @@ import sys
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -254,10 +255,17 @@ def _check_device(device: str) -> None:
             )
 
 
-def _progress(jobs: list[Job]) -> Iterator[Job]:
+@contextmanager
+def _progress(jobs: list[Job]) -> Iterator[Iterator[Job]]:
+    """The jobs with a progress bar that is gone from the terminal as soon as the block ends, also by
+    Ctrl-C: the ``interrupted`` line then starts a line of its own."""
     from tqdm import tqdm
 
-    yield from tqdm(jobs, desc=PROG, unit="image", file=sys.stderr, disable=len(jobs) < 2, leave=False)
+    bar = tqdm(jobs, desc=PROG, unit="image", file=sys.stderr, disable=len(jobs) < 2, leave=False)
+    try:
+        yield iter(bar)
+    finally:
+        bar.close()
 
 
 def _plan(args: argparse.Namespace) -> tuple[list[Job], OutputFolder, list[int] | None]:
@@ -376,7 +384,8 @@ def run(args: argparse.Namespace) -> int:
     explainer = functools.partial(
         explain, model=model, spec=spec, classes=classes, layer=layer, top_k=args.top_k, cam=cam
     )
-    outcomes = Counter(_explain_job(job, args, folder, options, explainer, len(jobs) > 1) for job in _progress(jobs))
+    with _progress(jobs) as progress:
+        outcomes = Counter(_explain_job(job, args, folder, options, explainer, len(jobs) > 1) for job in progress)
     return _summary(args.out, len(jobs), outcomes)
 
 
