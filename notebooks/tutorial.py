@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from pyxtend import struct
 
-from gradcam_tutorial import GradCAM, create_model, demo_grid, explain, imagenet_categories, load_image
+from gradcam_tutorial import GradCAM, create_model, demo_grid, explain, get_spec, imagenet_categories, load_image
 from gradcam_tutorial import classes as C
 from gradcam_tutorial.classes import POST_CLASSES, post_categories
 from gradcam_tutorial.data import CAT_AND_DOG, DownloadError, fetch
@@ -801,6 +801,93 @@ for name, result in by_method.items():
 # variant tells the truth more often is not something one picture can show: the report runs every
 # one through the same localisation, deletion, insertion, ROAD and randomisation measures,
 # paired with Grad-CAM on the same photos.
+
+# %% [markdown]
+# ## 16. Scores other than a class, and transformers
+#
+# `targets` need not be class indices. Any function of the model's output that gives one number per
+# image will do (`gradcam_tutorial.targets`), and a list of them is explained from one forward
+# pass. One ready target is the cosine similarity of an embedding to a reference embedding. Here the
+# embedding is what the classifier reads (the classifier swapped for `nn.Identity`). The reference
+# is the embedding of the first region alone. The map answers "what in the whole picture makes it
+# look like that region?":
+
+# %%
+import copy
+
+from torch import nn
+
+from gradcam_tutorial.targets import MultiLabel, Similarity
+
+embedder = copy.deepcopy(model)
+setattr(embedder, spec.classifier, nn.Identity())  # the output is now the pooled features
+first_region = region_names[0]
+with torch.no_grad():
+    reference = embedder(spec.preprocess(image.crop(regions[first_region])))[0]
+with GradCAM(embedder, spec.target_layer) as embedding_cam:
+    similar = embedding_cam.compute(x, Similarity(reference))
+similar_map = heatmap_on_photo(similar.normalized()[0, 0].numpy(), image.size, spec.pixel_box(image.size))
+largest = region_names[int(region_shares(similar_map, list(regions.values())).argmax())]
+print(f"reference: {first_region}; largest share of the similarity map: {largest}")
+
+# %% caption="What makes the whole picture look like its first region, by Grad-CAM of a cosine similarity."
+fig, ax = plt.subplots(figsize=(4.5, 4.5))
+show_overlay(ax, image, similar_map, title=f"similarity to the {first_region}")
+plt.show()
+
+# %% [markdown]
+# A multi-label model gives each label its own sigmoid, and `MultiLabel(c)` explains that
+# probability. On one image it draws the same map as the class's logit: the sigmoid's slope at the
+# logit is one positive number, which scales every gradient alike, and the normalised map cannot
+# see a common scale. What changes is the score. Checked on this picture's top class:
+
+# %%
+with GradCAM(model, spec.target_layer) as cam:
+    by_logit = cam.compute(x, top).normalized()
+    by_sigmoid = cam.compute(x, MultiLabel(top)).normalized()
+print("same normalised map:", bool((by_logit - by_sigmoid).abs().max() <= 1e-5))
+
+# %% [markdown]
+# A segmentation model scores every pixel, so "why is this pixel a cat?" becomes a target too:
+# `SegmentationMask(c, mask)` sums class `c`'s scores over the pixels of `mask`. The model gives a
+# dictionary (`{"out": ...}`), which the target reads. torchvision's segmentation weights do not
+# install offline either, so this one is random too, and only the mechanics are shown:
+
+# %%
+from torchvision.models.segmentation import lraspp_mobilenet_v3_large
+
+from gradcam_tutorial.targets import SegmentationMask
+
+torch.manual_seed(0)
+segmenter = lraspp_mobilenet_v3_large(weights=None, weights_backbone=None).eval()
+mask = torch.zeros(x.shape[-2:])
+mask[: x.shape[-2] // 2, : x.shape[-1] // 2] = 1.0  # the top-left quarter of the network's input
+with GradCAM(segmenter, "backbone.16") as segment_cam:
+    why = segment_cam.compute(x, [SegmentationMask(8, mask), SegmentationMask(15, mask)])  # cat, person
+print(f"two targets, one forward pass: maps {tuple(why.maps.shape)}, scores {tuple(why.logits.shape)}")
+
+# %% [markdown]
+# A vision transformer's blocks give tokens, not a grid: a class token, then one token per
+# 16 x 16 patch. `GradCAM` lays torchvision's ViT and Swin tokens out as a grid by itself (pass
+# `reshape=` for any other layout). Which layer matters more than with a CNN: the head reads only
+# the class token, so at the last block's output the patch tokens get no gradient and every map is
+# zero. One attention step earlier, the last block's `ln_1` (`default_token_layer`), every patch
+# still feeds the class token. No trained transformer installs offline, so these weights are
+# random: the cell shows the mechanics, not what a trained ViT sees.
+
+# %%
+import torchvision
+
+from gradcam_tutorial.tokens import default_token_layer
+
+torch.manual_seed(0)
+vit = torchvision.models.vit_b_16(weights=None).eval()
+nn.init.normal_(vit.heads.head.weight, std=0.02)  # torchvision starts the head at zero: no gradient at all
+vit_x = get_spec("vit_b_16").preprocess(image)
+for layer in (default_token_layer(vit), "encoder.ln"):
+    with GradCAM(vit, layer) as vit_cam:
+        maps = vit_cam.compute(vit_x, 0).maps
+    print(f"{layer:38s} map {tuple(maps.shape[-2:])}, all zero: {bool(maps.max() == 0)}")
 
 # %% [markdown]
 # ## Checking the numbers above
