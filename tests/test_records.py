@@ -50,3 +50,21 @@ def test_a_position_without_its_list_is_an_error(tmp_path):
     records.write(tmp_path, _rows(), {"seconds": 1.0})
     with pytest.raises(KeyError, match=r"no gradcam/deletion for positions \[1, 2\]"):
         records.read(tmp_path, [UNIT]).lists("faithfulness", "gradcam", "deletion", 3)
+
+
+def test_records_are_keyed_by_config_photos_and_code(monkeypatch):
+    """A changed count, photo or source file names a new records folder: a resumed run never mixes
+    records of other settings or other code with its own."""
+    from gradcam_tutorial.data import imagenet_val
+    from gradcam_tutorial.evaluation import config as run_config
+
+    config = run_config.FullRunConfig(val_photos=4, faith_photos=2, sanity_photos=2, variant_photos=2)
+    photos = run_config.choose_photos(config, imagenet_val())
+    key = run_config.run_key(config, photos)
+    assert run_config.run_key(config, photos) == key and len(key) == 16
+    fewer = run_config.FullRunConfig(val_photos=4, faith_photos=1, sanity_photos=2, variant_photos=2)
+    assert run_config.run_key(fewer, photos) != key
+    other = run_config.choose_photos(config, imagenet_val()[1:])
+    assert run_config.run_key(config, other) != key
+    monkeypatch.setattr(run_config, "code_sha256", lambda: "0" * 64)
+    assert run_config.run_key(config, photos) != key

@@ -8,6 +8,8 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 
 from ..data import ValPhoto
 from ..methods import CAM_METHODS
@@ -48,11 +50,28 @@ def choose_photos(config: FullRunConfig, photos: Sequence[ValPhoto]) -> dict[str
     }
 
 
+def code_sha256() -> str:
+    """sha256 of the package's computing source (every module outside ``publishing/``), so that a
+    run never resumes into, or merges with, records that other code wrote."""
+    package = Path(str(resources.files("gradcam_tutorial")))
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(package)
+        if relative.parts[0] != "publishing":
+            digest.update(f"{relative.as_posix()}\n".encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
 def run_key(config: FullRunConfig, photos: dict[str, list[ValPhoto]]) -> str:
-    """Names the records of one configuration on one set of photos: a changed count, seed, model or
-    photo starts new records instead of mixing with old ones."""
+    """Names the records of one configuration on one set of photos by one version of the code: a
+    changed count, seed, model, photo or source file starts new records instead of mixing with old
+    ones."""
     text = json.dumps(
-        {"config": dataclasses.asdict(config), "photos": {k: input_list_sha256(v) for k, v in photos.items()}},
+        {
+            "config": dataclasses.asdict(config),
+            "photos": {k: input_list_sha256(v) for k, v in photos.items()},
+            "code": code_sha256(),
+        },
         sort_keys=True,
     )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
