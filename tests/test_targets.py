@@ -119,3 +119,18 @@ def test_targets_that_are_not_one_score_per_image_are_refused_in_one_sentence(re
     segmenter = torchvision.models.segmentation.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None).eval()
     with pytest.raises(TargetError, match="not \\(batch, classes\\) logits; pass a target callable"):
         GradCAM(segmenter, "backbone.16").compute(torch.randn(1, 3, 64, 64), 3)
+
+
+def test_scores_keep_the_outputs_dtype_and_the_mask_counts_only_its_pixels():
+    output = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    mask = torch.zeros(4, 4, dtype=torch.float64)
+    mask[1:3, 0] = 1.0
+    score = SegmentationMask(1, mask)(output)
+    assert score.dtype == torch.float32
+    torch.testing.assert_close(score, output[:, 1, 1:3, 0].sum(dim=1))
+    with pytest.raises(TargetScoreError, match=r"^the mask is \(3, 3\) but the output is \(4, 4\)$"):
+        SegmentationMask(1, torch.ones(3, 3))(output)
+    embedding = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    similarity = Similarity(torch.tensor([2.0, 0.0], dtype=torch.float64))(embedding)
+    assert similarity.dtype == torch.float32
+    torch.testing.assert_close(similarity, torch.tensor([1.0, 2**-0.5]))

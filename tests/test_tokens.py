@@ -126,6 +126,15 @@ def test_a_reshape_callable_lays_out_activation_and_gradient_alike():
 def test_tokens_that_are_not_a_grid_are_refused_in_one_sentence():
     with pytest.raises(LayerError, match=r"^13 tokens are a class token and 12 patches, not a square grid; pass"):
         vit_grid(torch.zeros(1, 13, 8))
+    with pytest.raises(LayerError, match=r"^1 tokens are a class token and 0 patches"):
+        vit_grid(torch.zeros(1, 1, 8))
+    with pytest.raises(
+        LayerError, match=r"^expected \(batch, tokens, channels\) from a ViT block, got shape \(1, 5, 2, 2\)$"
+    ):
+        vit_grid(torch.zeros(1, 5, 2, 2))
+    assert vit_grid(torch.arange(16.0).reshape(1, 2, 8)).tolist() == [
+        [[[8.0]], [[9.0]], [[10.0]], [[11.0]], [[12.0]], [[13.0]], [[14.0]], [[15.0]]]
+    ]  # one patch: a 1 x 1 grid
 
     class Tokens(nn.Module):  # a token model torchvision does not ship: no layout is guessed
         def __init__(self):
@@ -143,3 +152,22 @@ def test_tokens_that_are_not_a_grid_are_refused_in_one_sentence():
     assert grid.compute(torch.randn(1, 3, 4, 4), 0).maps.shape == (1, 1, 4, 4)
     with pytest.raises(LayerError, match="gives tokens, not a convolutional grid"):
         EveryClassCAM(_small_vit(), "encoder.layers.encoder_layer_1.ln_1")
+
+
+def test_swin_is_channels_last_and_each_transformer_has_its_layer():
+    swin = torchvision.models.SwinTransformer(
+        patch_size=[4, 4], embed_dim=8, depths=[1, 1], num_heads=[1, 1], window_size=[2, 2], num_classes=5
+    ).eval()
+    assert (
+        default_token_layer(swin) == "norm"
+        and default_token_layer(_small_vit()) == "encoder.layers.encoder_layer_1.ln_1"
+    )
+    x = torch.randn(1, 3, 32, 32)
+    stored = {}
+    handle = swin.norm.register_forward_hook(lambda _m, _i, out: stored.setdefault("norm", out.detach()))
+    maps = GradCAM(swin, "norm").compute(x, 2).maps  # (1, 1, 4, 4): 32 / 4 / 2 positions a side
+    handle.remove()
+    assert stored["norm"].shape == (1, 4, 4, 16) and maps.shape == (1, 1, 4, 4)
+    torch.testing.assert_close(channels_last_grid(stored["norm"]), stored["norm"].permute(0, 3, 1, 2))
+    with pytest.raises(LayerError, match=r"^expected \(batch, height, width, channels\), got shape \(1, 16, 8\)$"):
+        channels_last_grid(torch.zeros(1, 16, 8))
