@@ -237,11 +237,12 @@ class _Several(GradCAM):
     ) -> torch.Tensor:
         per_method: dict[str, list[torch.Tensor]] = {n: [] for n in self._combines}
         scores = logits.gather(1, classes)
+        grid = self._grid(activation.detach())
         for k in range(classes.shape[1] if self._combines else 0):
             (grad,) = torch.autograd.grad(scores[:, k].sum(), activation, retain_graph=True, allow_unused=True)
             if grad is None:
                 raise LayerError(f"the model's output does not depend on layer {self.layer_name!r}")
-            grid, grid_grad = self._grid(activation.detach()), self._grid(grad)
+            grid_grad = self._grid(grad)
             for name, combine in self._combines.items():
                 per_method[name].append(torch.relu(combine(grid, grid_grad)))
         stacks = {n: torch.stack(maps, dim=1) for n, maps in per_method.items()}

@@ -82,6 +82,11 @@ def gradient_variants(config: FullRunConfig) -> list[str]:
     return [v for v in config.variants if v not in ("gradcam", "scorecam")]
 
 
+def compared_variants(config: FullRunConfig) -> tuple[str, ...]:
+    """The variants the comparison runs: all of ``config.variants``, less Score-CAM when it has no photos."""
+    return tuple(v for v in config.variants if v != "scorecam" or config.score_cam_photos > 0)
+
+
 def variant_layers(spec: ModelSpec) -> list[str]:
     """Where three variants coincide with Grad-CAM (the default layer), and where none do."""
     return [spec.target_layer, spec.earlier_layer]

@@ -15,8 +15,8 @@ import numpy as np
 
 from . import localisation
 from . import variants as variant_comparison
-from .config import gradient_variants, variant_layers
-from .records import Table
+from .config import compared_variants, gradient_variants, variant_layers
+from .records import Table, stage_family
 from .run_faithfulness import (
     METHODS,
     Faithfulness,
@@ -163,7 +163,7 @@ def variants_summary(context: Context, table: Table, loc: Localisation) -> dict[
     """Every variant paired with Grad-CAM at the default layer and an earlier block; at the default
     layer, energy and pointing come from localisation's records of every photo."""
     config, spec, n = context.config, context.spec, len(context.photos["variants"])
-    names = tuple(v for v in config.variants if v != "scorecam" or config.score_cam_photos > 0)
+    names = compared_variants(config)
     on_all_photos = {v: {"energy": loc.energy[v], "pointing": loc.pointing[v]} for v in gradient_variants(config)}
     on_all_photos["gradcam"] = {"energy": loc.energy[spec.target_layer], "pointing": loc.pointing[spec.target_layer]}
     by_layer = {}
@@ -188,7 +188,7 @@ def cost(context: Context, table: Table) -> dict[str, Any]:
     stage_seconds: dict[str, float] = {}
     imputation = {"seconds": 0.0, "masks": 0, "solved": 0}
     for name, meta in table.meta.items():
-        group = STAGE_GROUPS[name.split("/")[0].split("@")[0]]
+        group = STAGE_GROUPS[stage_family(name.split("/")[0])]
         stage_seconds[group] = stage_seconds.get(group, 0.0) + meta["seconds"]
         for key in imputation:
             imputation[key] += meta["road_imputation"][key]

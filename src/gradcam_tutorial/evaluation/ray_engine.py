@@ -34,19 +34,16 @@ class UnitWorker:
         self.root = Path(root)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        from . import records
-        from .report import unit_meta
-        from .units import run_unit
+        from .report import record_unit
 
         names, seconds = [], []
         for stage, index, start, stop in zip(
             batch["stage"], batch["index"], batch["start"], batch["stop"], strict=True
         ):
             unit = Unit(str(stage), int(index), int(start), int(stop))
-            rows, cost = run_unit(self.context, unit)
-            records.write(self.root, rows, unit_meta(cost, "ray"))
+            meta = record_unit(self.context, self.root, unit, "ray")
             names.append(unit.name)
-            seconds.append(cost["seconds"])
+            seconds.append(meta["seconds"])
         return {"unit": np.array(names), "seconds": np.array(seconds)}
 
 
@@ -59,14 +56,9 @@ def run_on_ray(
     address: str | None = None,
     threads: int = 1,
 ) -> int:
-    """Run the units of ``units`` that have no records yet on ``workers`` actors; returns how many ran."""
+    """Run ``units`` on ``workers`` actors, each writing its units' records; returns how many ran."""
     import ray
 
-    from . import records
-
-    todo = [unit for unit in units if not records.done(root, unit)]
-    if not todo:
-        return 0
     passed = {name: os.environ[name] for name in (MIRROR_ENV, CACHE_ENV, "PYTHONHASHSEED") if name in os.environ}
     started_here = not ray.is_initialized()
     if started_here:
@@ -76,7 +68,7 @@ def run_on_ray(
         ray.init(address=address, **options)
     try:
         ray.data.DataContext.get_current().enable_progress_bars = False
-        items = [{"stage": u.stage, "index": u.index, "start": u.start, "stop": u.stop} for u in todo]
+        items = [{"stage": u.stage, "index": u.index, "start": u.start, "stop": u.stop} for u in units]
         done = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             UnitWorker,
             fn_constructor_kwargs={"config": config, "photos": photos, "root": str(root), "threads": threads},

@@ -23,6 +23,11 @@ import numpy as np
 COLUMNS = ("model", "stage", "unit", "position", "photo", "sha256", "method", "measure", "value", "values")
 
 
+def stage_family(stage: str) -> str:
+    """The stage's runner: ``"variants@features"`` -> ``"variants"`` (the rest names its layer)."""
+    return stage.split("@", 1)[0]
+
+
 @dataclass(frozen=True)
 class Unit:
     """A slice ``[start, stop)`` of one stage's photo list, the smallest piece of work a run skips,
@@ -36,6 +41,10 @@ class Unit:
     @property
     def name(self) -> str:
         return f"{self.stage}/{self.index:05d}"
+
+    @property
+    def family(self) -> str:
+        return stage_family(self.stage)
 
 
 @dataclass

@@ -80,23 +80,33 @@ def cpu() -> dict[str, str | None]:
     }
 
 
-def record_config(config: FullRunConfig, spec: ModelSpec, photos: dict[str, list[ValPhoto]]) -> dict[str, object]:
-    """The ``"config"`` entry: the settings, the software and processor, and which photos exactly."""
+def record_config(
+    config: FullRunConfig, spec: ModelSpec, photos: dict[str, list[ValPhoto]], meta: dict[str, dict[str, Any]]
+) -> dict[str, object]:
+    """The ``"config"`` entry: the settings, which photos exactly, and the software, processors,
+    threads and engines that the units' records (``meta``, unit name -> metadata, written by one
+    set of versions) say they ran on."""
+    cpus = sorted({json.dumps(unit["cpu"], sort_keys=True) for unit in meta.values()})
+    threads = sorted({unit["threads"] for unit in meta.values()})
     return {
         **dataclasses.asdict(config),
         "layers": candidate_layers(spec),
         "default_layer": spec.target_layer,
-        "versions": versions(),
-        "threads": torch.get_num_threads(),
-        "cpu": cpu(),
+        "versions": next(iter(meta.values()))["versions"],
+        "threads": threads[0] if len(threads) == 1 else threads,
+        "cpu": json.loads(cpus[0]) if len(cpus) == 1 else [json.loads(c) for c in cpus],
         "road_solver": road.solver_name(),
         "input_sha256": {name: input_list_sha256(chosen) for name, chosen in photos.items()},
+        "engines": sorted({unit["engine"] for unit in meta.values()}),
     }
 
 
-def unit_meta(cost: dict[str, Any], engine: str) -> dict[str, Any]:
-    """What a unit's record file keeps about where and how it ran."""
-    return {**cost, "engine": engine, "threads": torch.get_num_threads(), "cpu": cpu(), "versions": versions()}
+def record_unit(context: Context, root: Path, unit: Unit, engine: str) -> dict[str, Any]:
+    """Run one unit and write its records, with what it cost and where and how it ran."""
+    rows, cost = run_unit(context, unit)
+    meta = {**cost, "engine": engine, "threads": torch.get_num_threads(), "cpu": cpu(), "versions": versions()}
+    records.write(root, rows, meta)
+    return meta
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -112,20 +122,13 @@ def build_context(config: FullRunConfig, photos: Sequence[ValPhoto] | None = Non
     return Context(model, spec, config, choose_photos(config, imagenet_val()), imagenet_samples())
 
 
-def run_units(
-    context: Context, root: Path, units: Sequence[Unit], engine: str = "sequential", log: Callable[[str], None] = print
-) -> int:
-    """Run every unit of ``units`` whose records are missing (a killed run resumes here); returns
-    how many ran."""
+def run_units(context: Context, root: Path, units: Sequence[Unit]) -> int:
+    """Run ``units`` in this process, writing each one's records; returns how many ran."""
     from tqdm import tqdm
 
-    todo = [unit for unit in units if not records.done(root, unit)]
-    if len(todo) < len(units):
-        log(f"resuming: {len(units) - len(todo)} of {len(units)} units already have records in {root}")
-    for unit in tqdm(todo, unit="unit", desc="report-full", file=sys.stderr):
-        rows, cost = run_unit(context, unit)
-        records.write(root, rows, unit_meta(cost, engine))
-    return len(todo)
+    for unit in tqdm(units, unit="unit", desc="report-full", file=sys.stderr):
+        record_unit(context, root, unit, "sequential")
+    return len(units)
 
 
 def records_root(base: Path, context: Context) -> Path:
@@ -136,16 +139,11 @@ def records_root(base: Path, context: Context) -> Path:
 def merged(context: Context, root: Path) -> dict[str, Any]:
     """The results dictionary from the records of every unit (an error names the missing ones)."""
     table = records.read(root, plan(context))
-    summary = merge.summarise(context, table)
-    config = record_config(context.config, context.spec, context.photos)
-    cpus = {json.dumps(meta["cpu"], sort_keys=True) for meta in table.meta.values()}
     softwares = {json.dumps(meta["versions"], sort_keys=True) for meta in table.meta.values()}
     if len(softwares) > 1:
         raise ValueError(f"the records in {root} were written by different software versions: {sorted(softwares)}")
-    config["cpu"] = [json.loads(c) for c in sorted(cpus)] if len(cpus) > 1 else json.loads(cpus.pop())
-    threads = sorted({meta["threads"] for meta in table.meta.values()})
-    config["threads"] = threads[0] if len(threads) == 1 else threads
-    config["engines"] = sorted({meta["engine"] for meta in table.meta.values()})
+    summary = merge.summarise(context, table)
+    config = record_config(context.config, context.spec, context.photos, table.meta)
     summary.update(config=config, model=context.config.model, seed=context.config.seed)
     summary["seconds"] = summary["cost"]["seconds"]
     return rounded(summary)
@@ -171,13 +169,16 @@ def run(
     root = records_root(records_dir or out / "records", context)
     units = plan(context)
     mine = shard(units, *part) if part is not None else units
+    todo = [unit for unit in mine if not records.done(root, unit)]  # a killed run resumes here
+    if len(todo) < len(mine):
+        log(f"resuming: {len(mine) - len(todo)} of {len(mine)} units already have records in {root}")
     started = time.perf_counter()
-    if engine == "ray":
+    if engine == "ray" and todo:
         from .ray_engine import run_on_ray
 
-        ran = run_on_ray(config, photos, root, mine, workers, address, torch.get_num_threads())
+        ran = run_on_ray(config, photos, root, todo, workers, address, torch.get_num_threads())
     else:
-        ran = run_units(context, root, mine, engine, log)
+        ran = run_units(context, root, todo)
     log(f"{ran} units run in {time.perf_counter() - started:.0f} s; records in {root}")
     if not all(records.done(root, unit) for unit in units):
         log("not merged: other shards' units have no records yet; run them, then any shard again to merge")

@@ -25,12 +25,12 @@ from ..models import ModelSpec
 from . import road
 from . import variants as variant_comparison
 from .accuracy import top_k_hits
-from .config import FullRunConfig, gradient_variants, variant_layers
-from .records import Rows, Unit
+from .config import FullRunConfig, compared_variants, gradient_variants, variant_layers
+from .records import Rows, Unit, stage_family
 from .run_faithfulness import evaluate_faithfulness
 from .run_localisation import candidate_layers, evaluate_localisation, pointing_by_layer
 from .run_sanity import sanity_check
-from .sanity import cascading_randomisation
+from .sanity import cascading_randomisation, randomisation_stages
 
 Photo = ValPhoto | Sample
 
@@ -58,11 +58,9 @@ class Context:
             return self.train
         if stage == "grid":
             return ()
-        return self.photos[stage.split("@")[0]]
+        return self.photos[stage_family(stage)]
 
     def depths(self) -> list[int]:
-        from .sanity import randomisation_stages
-
         return [d for d in self.config.sanity_depths if d <= len(randomisation_stages(self.model))]
 
 
@@ -100,7 +98,7 @@ def run_unit(context: Context, unit: Unit) -> tuple[Rows, dict[str, Any]]:
     started = time.perf_counter()
     rows = Rows(context.config.model, unit)
     photos = list(context.stage_photos(unit.stage)[unit.start : unit.stop])
-    runner = _RUNNERS[unit.stage.split("@")[0]]
+    runner = _RUNNERS[unit.family]
     runner(context, unit, photos, rows)
     imputation = {
         name: getattr(road.IMPUTATION, name) - getattr(before, name) for name in ("seconds", "masks", "solved")
@@ -184,7 +182,7 @@ def _faithfulness(context: Context, unit: Unit, photos: list[Photo], rows: Rows)
 
 def _variants(context: Context, unit: Unit, photos: list[Photo], rows: Rows) -> None:
     config, layer = context.config, unit.stage.split("@", 1)[1]
-    compared = [v for v in config.variants if v != "scorecam" or config.score_cam_photos > 0]
+    compared = list(compared_variants(config))
     result = variant_comparison.evaluate_variants(
         context.model,
         context.spec,
