@@ -255,7 +255,6 @@ class GradCAM:
     ) -> torch.Tensor:
         """``(B, K, h, w)`` maps: per class, one walk back through the head, then :attr:`combine`."""
         scores = logits.gather(1, classes)
-        grid = self._grid(activation.detach())
         maps = []
         for k in range(classes.shape[1]):
             (grad,) = torch.autograd.grad(
@@ -263,7 +262,7 @@ class GradCAM:
             )
             if grad is None:
                 raise LayerError(f"the model's output does not depend on layer {self.layer_name!r}")
-            maps.append(torch.relu(self.combine(grid, self._grid(grad))))
+            maps.append(torch.relu(self.combine(self._grid(activation.detach()), self._grid(grad))))
         return torch.stack(maps, dim=1)
 
     @overload
